@@ -1,0 +1,61 @@
+"""personaevo: evolve persona-generator programs for coverage of rare configurations.
+
+The public API::
+
+    from personaevo import load_space, check_personas, read_persona_records, score
+    space = load_space("customer_support")
+    report = score(read_persona_records("personas.jsonl"), space)
+"""
+
+from personaevo.errors import InputError
+from personaevo.metrics import ScoreReport, score
+from personaevo.personas import (
+    CheckedPopulation,
+    InvalidPersona,
+    Persona,
+    Provenance,
+    check_personas,
+    read_persona_records,
+    write_personas,
+)
+from personaevo.reference import ReferenceMap, ReferencePopulation, load_reference_map
+from personaevo.spaces import (
+    CategoricalAxis,
+    Condition,
+    ConsequentialConfiguration,
+    Constraint,
+    ContinuousAxis,
+    OrdinalAxis,
+    TraitSpace,
+    builtin_space_names,
+    load_space,
+    resolve_space,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CategoricalAxis",
+    "CheckedPopulation",
+    "Condition",
+    "ConsequentialConfiguration",
+    "Constraint",
+    "ContinuousAxis",
+    "InputError",
+    "InvalidPersona",
+    "OrdinalAxis",
+    "Persona",
+    "Provenance",
+    "ReferenceMap",
+    "ReferencePopulation",
+    "ScoreReport",
+    "TraitSpace",
+    "builtin_space_names",
+    "check_personas",
+    "load_reference_map",
+    "load_space",
+    "read_persona_records",
+    "resolve_space",
+    "score",
+    "write_personas",
+]

