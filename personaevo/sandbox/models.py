@@ -1,0 +1,149 @@
+"""Pydantic models at the sandbox boundary: limits, failure kinds, isolation and results."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from personaevo.programs import CONTRACT_VERSION, GeneratorProgram
+
+__all__ = ["FailureKind", "Isolation", "Job", "RunResult", "SandboxLimits", "Validator"]
+
+Validator = Callable[[list[dict]], list[str]]
+"""Host-side persona check: given ``[persona]`` return its problems (empty when valid)."""
+
+
+class SandboxLimits(BaseModel):
+    """Resource limits applied to every program run.
+
+    ``memory_mb`` is address space (RLIMIT_AS) the program may use *on top of* the
+    pre-imported interpreter (numpy, scipy, ...), so it does not shrink when more is
+    preloaded. ``workdir_mb`` bounds the per-worker tmpfs holding working directories (only
+    where a mount namespace is available). ``max_processes`` (RLIMIT_NPROC) only binds when
+    the program runs under its own unprivileged uid (the sandbox is started as root).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    wall_seconds: float = Field(30.0, gt=0)
+    cpu_seconds: float = Field(30.0, gt=0)
+    memory_mb: int = Field(2048, gt=0)
+    file_size_mb: int = Field(16, ge=0)
+    workdir_mb: int = Field(64, gt=0)
+    output_mb: float = Field(64, gt=0)
+    stdio_bytes: int = Field(8192, ge=0)
+    max_processes: int = Field(64, ge=1)
+    max_llm_calls: int = Field(1000, ge=0)
+    traceback_lines: int = Field(20, ge=1)
+
+
+class FailureKind(StrEnum):
+    """Why a run did not produce valid personas (values are stable strings)."""
+
+    SYNTAX_ERROR = "syntax_error"
+    """The source does not parse or compile."""
+    CONTRACT_VIOLATION = "contract_violation"
+    """Static contract check failed, or no callable ``generate`` after running the module."""
+    EXCEPTION = "exception"
+    """The program raised (RecursionError included); see ``traceback``."""
+    TIMEOUT = "timeout"
+    """Wall-clock or CPU-time limit hit."""
+    MEMORY = "memory"
+    """MemoryError, or killed by a signal near the address-space limit."""
+    OUTPUT_TOO_LARGE = "output_too_large"
+    """The serialised personas exceeded ``output_mb``."""
+    INVALID_PERSONAS = "invalid_personas"
+    """Not a list of persona dicts, non-JSON / non-finite values, or no valid persona."""
+    CRASHED = "crashed"
+    """Killed by a signal, ``os._exit`` without output, or it killed its sandbox worker."""
+    EXITED = "exited"
+    """The program called ``sys.exit`` (raised SystemExit)."""
+    SANDBOX_ERROR = "sandbox_error"
+    """The sandbox itself failed (not the program's fault)."""
+
+
+CHILD_REPORTED_KINDS = frozenset(
+    {
+        FailureKind.SYNTAX_ERROR,
+        FailureKind.CONTRACT_VIOLATION,
+        FailureKind.EXCEPTION,
+        FailureKind.MEMORY,
+        FailureKind.OUTPUT_TOO_LARGE,
+        FailureKind.INVALID_PERSONAS,
+        FailureKind.EXITED,
+        FailureKind.SANDBOX_ERROR,
+    }
+)
+"""Kinds the in-child runner may report; anything else from the child is a crash."""
+
+
+class Isolation(BaseModel):
+    """Which protections were actually applied to a worker (and so to its runs)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    network: bool = False
+    """Empty network namespace: no interfaces but a down loopback."""
+    pid: bool = False
+    """Own PID namespace: cannot see or signal host processes; all killed with the worker."""
+    mount: bool = False
+    """Own mount namespace: filesystem read-only except a private tmpfs work area."""
+    ipc: bool = False
+    user_namespace: bool = False
+    """Namespaces were created through an unprivileged user namespace (not root)."""
+    uid: int | None = None
+    """Unprivileged uid the program runs as, or None when it keeps the host's uid."""
+    notes: list[str] = Field(default_factory=list)
+
+
+class RunResult(BaseModel):
+    """Outcome of one program run; never raised, always returned."""
+
+    ok: bool
+    failure: FailureKind | None = None
+    message: str = ""
+    traceback: str = ""
+    personas: list[dict[str, Any]] = Field(default_factory=list)
+    """Valid personas only (structurally valid and accepted by the validator)."""
+    n_requested: int = 0
+    n_invalid: int = 0
+    problems: list[str] = Field(default_factory=list)
+    """Per-persona and contract problems (capped), useful as mutation feedback."""
+    stdout: str = ""
+    stderr: str = ""
+    stdout_bytes: int = 0
+    """Total bytes the program wrote to stdout (``stdout`` keeps only the first part)."""
+    stderr_bytes: int = 0
+    wall_seconds: float = 0.0
+    """Host-measured time of the whole run, sandbox overhead included."""
+    program_seconds: float | None = None
+    """In-child time spent compiling, executing the module and calling ``generate``."""
+    cpu_seconds: float | None = None
+    max_rss_mb: float | None = None
+    exit_code: int | None = None
+    signal: str | None = None
+    program_name: str = ""
+    program_hash: str = ""
+    """``ast_hash`` of the program; empty when the source does not parse."""
+    seed: int = 0
+    network_isolated: bool = False
+    isolation: Isolation = Field(default_factory=Isolation)
+    worker: int | None = None
+    contract_version: str = CONTRACT_VERSION
+
+
+@dataclass(frozen=True)
+class Job:
+    """One evaluation for :meth:`personaevo.sandbox.Sandbox.map`."""
+
+    program: GeneratorProgram | str
+    space: Any
+    n: int
+    seed: int
+    llm: Any = None
+    validator: Validator | None = None
+    limits: SandboxLimits | None = None

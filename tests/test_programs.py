@@ -1,0 +1,364 @@
+"""Tests of the generator-program contract: static checks, loading and AST identity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from personaevo.programs import (
+    ALLOWED_MODULES,
+    CONTRACT_VERSION,
+    ContractError,
+    ContractProblem,
+    GeneratorProgram,
+    ast_hash,
+    check_contract,
+    load_program,
+)
+
+GOOD = '''"""Stratified personas."""
+import itertools
+import math
+
+import numpy as np
+from scipy.stats import qmc
+from scipy.spatial import distance
+import scipy.stats
+import allpairspy
+from collections import Counter
+
+
+def _helper(k):
+    """Inner docstring."""
+    return k * 2
+
+
+def generate(space, n, rng, llm=None):
+    """Return n personas."""
+    sampler = qmc.Sobol(d=2, seed=rng)
+    pts = sampler.random(n)
+    return [{"id": i, "traits": {"a": float(p[0]), "b": float(p[1])}}
+            for i, p in enumerate(pts)]
+'''
+
+
+def messages(source: str) -> list[str]:
+    return [str(p) for p in check_contract(source)]
+
+
+def test_contract_version_is_a_string() -> None:
+    assert isinstance(CONTRACT_VERSION, str) and CONTRACT_VERSION
+
+
+def test_good_program_passes() -> None:
+    assert check_contract(GOOD) == []
+    program = load_program(GOOD, name="strat")
+    assert isinstance(program, GeneratorProgram)
+    assert program.name == "strat" and program.checked and program.problems == ()
+    assert program.ast_hash == ast_hash(GOOD) and len(program.ast_hash) == 64
+    assert program.contract_version == CONTRACT_VERSION
+
+
+def test_load_from_path(tmp_path: Path) -> None:
+    path = tmp_path / "stratified_v2.py"
+    path.write_text(GOOD)
+    by_path = load_program(path)
+    by_str = load_program(str(path))
+    assert by_path.name == by_str.name == "stratified_v2"
+    assert by_path.path == str(path) and by_path.source == GOOD
+    assert load_program(GOOD).name == f"program-{ast_hash(GOOD)[:12]}"
+
+
+# --------------------------------------------------------------------------- identity
+
+
+def test_hash_ignores_comments_docstrings_and_formatting() -> None:
+    variant = GOOD.replace('"""Stratified personas."""\n', "# a header comment\n")
+    variant = variant.replace('    """Inner docstring."""\n', "")
+    variant = variant.replace('    """Return n personas."""\n', '    """Different text."""\n')
+    variant = variant.replace("return k * 2", "return (k   *   2)  # doubled")
+    variant = variant.replace(
+        '[{"id": i, "traits": {"a": float(p[0]), "b": float(p[1])}}\n'
+        "            for i, p in enumerate(pts)]",
+        '[\n        {"id": i,\n         "traits": {"a": float(p[0]), "b": float(p[1])}}\n'
+        "        for i, p in enumerate(pts)\n    ]",
+    )
+    assert variant != GOOD
+    assert ast_hash(variant) == ast_hash(GOOD)
+
+
+def test_hash_changes_with_code() -> None:
+    assert ast_hash(GOOD.replace("k * 2", "k * 3")) != ast_hash(GOOD)
+    assert ast_hash(GOOD.replace('"a"', '"alpha"')) != ast_hash(GOOD)
+    # a string statement that is not the first in its body is code, not a docstring
+    moved = GOOD.replace("    return k * 2", '    x = 1\n    "not a docstring"\n    return k * 2')
+    assert ast_hash(moved) != ast_hash(
+        GOOD.replace("    return k * 2", "    x = 1\n    return k * 2")
+    )
+
+
+def test_hash_of_invalid_source_raises() -> None:
+    with pytest.raises(SyntaxError):
+        ast_hash("def (:")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    comments=st.lists(
+        st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=20),
+        min_size=1,
+        max_size=8,
+    ),
+    blank=st.integers(min_value=0, max_value=3),
+)
+def test_hash_invariant_to_inserted_comments(comments: list[str], blank: int) -> None:
+    lines = GOOD.splitlines()
+    out = []
+    for i, line in enumerate(lines):
+        out.append(line)
+        if i < len(comments) and not line.rstrip().endswith(("(", "[", ",")):
+            indent = line[: len(line) - len(line.lstrip())]
+            out.append(f"{indent}# {comments[i]}")
+        out.extend([""] * blank)
+    assert ast_hash("\n".join(out)) == ast_hash(GOOD)
+
+
+# --------------------------------------------------------------------------- syntax
+
+
+def test_syntax_error_reports_line() -> None:
+    problems = check_contract(
+        "import math\n\ndef generate(space, n, rng, llm=None)\n    return []\n"
+    )
+    assert len(problems) == 1
+    assert problems[0].kind == "syntax_error" and problems[0].line == 3
+    with pytest.raises(ContractError) as info:
+        load_program("x = (\n")
+    assert info.value.kind == "syntax_error"
+    assert "syntax error" in str(info.value)
+
+
+def test_compile_time_errors_are_syntax_errors() -> None:
+    (problem,) = check_contract(
+        "return 1\n\ndef generate(space, n, rng, llm=None):\n    return []\n"
+    )
+    assert problem.kind == "syntax_error" and "outside function" in problem.message
+
+
+def test_null_bytes_are_a_syntax_error() -> None:
+    (problem,) = check_contract("x = 1\0\n")
+    assert problem.kind == "syntax_error"
+
+
+def test_syntax_error_raises_even_unchecked() -> None:
+    with pytest.raises(ContractError):
+        load_program("def generate(:\n", check=False)
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+@pytest.mark.parametrize(
+    ("source", "needle"),
+    [
+        ("x = 1\n", "no top-level function 'generate"),
+        ("def generate(space, n, rng):\n    return []\n", "signature must be"),
+        ("def generate(space, n, rng, llm):\n    return []\n", "only 'llm' may have a default"),
+        ("def generate(space, n, rng, llm=0):\n    return []\n", "must be None"),
+        ("def generate(space, n=3, rng=None, llm=None):\n    return []\n", "only 'llm'"),
+        ("def generate(space, n, rng, llm=None, extra=1):\n    return []\n", "signature"),
+        ("def generate(space, n, rng, *args, llm=None):\n    return []\n", "signature"),
+        ("def generate(space, n, rng, llm=None, **kw):\n    return []\n", "signature"),
+        ("def generate(space, n, rand, llm=None):\n    return []\n", "signature"),
+        ("def generate(space, /, n, rng, llm=None):\n    return []\n", "signature"),
+        ("async def generate(space, n, rng, llm=None):\n    return []\n", "must not be async"),
+        ("class generate:\n    pass\n", "must be a function"),
+        (
+            "import functools\n\n@functools.cache\ndef generate(space, n, rng, llm=None):\n"
+            "    return []\n",
+            "must not be decorated",
+        ),
+        (
+            "def generate(space, n, rng, llm=None):\n    return []\n\ngenerate = None\n",
+            "only by one top-level def",
+        ),
+        (
+            "def generate(space, n, rng, llm=None):\n    return []\n\n"
+            "def generate(space, n, rng, llm=None):\n    return [1]\n",
+            "more than once",
+        ),
+        (
+            "if True:\n    def generate(space, n, rng, llm=None):\n        return []\n",
+            "only by one top-level def",
+        ),
+    ],
+)
+def test_entry_point_violations(source: str, needle: str) -> None:
+    found = messages(source)
+    assert any(needle in m for m in found), found
+    with pytest.raises(ContractError) as info:
+        load_program(source)
+    assert info.value.kind == "contract_violation"
+
+
+def test_annotated_signature_is_fine() -> None:
+    source = (
+        "from typing import Any\n\n"
+        "def generate(space: Any, n: int, rng: Any, llm: Any = None) -> list[dict]:\n"
+        "    return []\n"
+    )
+    assert check_contract(source) == []
+
+
+def test_local_name_generate_in_nested_scope_is_fine() -> None:
+    source = (
+        "def helper():\n    generate = 1\n    return generate\n\n"
+        "def generate(space, n, rng, llm=None):\n    return [helper() for generate in range(1)]\n"
+    )
+    assert check_contract(source) == []
+
+
+# --------------------------------------------------------------------------- imports & names
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "import os",
+        "import sys",
+        "import subprocess",
+        "import socket",
+        "import time",
+        "import os.path",
+        "from os import path",
+        "import numpy.ctypeslib",
+        "from numpy import ctypeslib",
+        "import scipy._lib",
+        "from personaevo import sandbox",
+        "import personaevo.sandbox",
+        "from . import sibling",
+        "from math import *",
+        "import importlib",
+        "import builtins",
+    ],
+)
+def test_forbidden_imports(statement: str) -> None:
+    source = f"{statement}\n\ndef generate(space, n, rng, llm=None):\n    return []\n"
+    problems = check_contract(source)
+    assert problems and all(p.kind == "contract_violation" for p in problems)
+    assert problems[0].line == 1
+
+
+def test_random_is_refused_with_a_hint() -> None:
+    (problem,) = check_contract(
+        "import random\n\ndef generate(space, n, rng, llm=None):\n    return []\n"
+    )
+    assert "rng" in problem.message and problem.line == 1
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "import numpy as np",
+        "import numpy.linalg",
+        "from numpy.random import Generator",
+        "import scipy.stats.qmc",
+        "from scipy.stats import qmc, norm",
+        "from scipy import spatial",
+        "import allpairspy",
+        "from allpairspy import AllPairs",
+        "import personaevo.spaces",
+        "from personaevo import spaces",
+        "from collections import defaultdict, Counter",
+        "from dataclasses import dataclass",
+        "from typing import Any",
+        "import statistics, heapq, bisect, string, re, functools, itertools",
+        "from __future__ import annotations",
+    ],
+)
+def test_allowed_imports(statement: str) -> None:
+    source = f"{statement}\n\ndef generate(space, n, rng, llm=None):\n    return []\n"
+    assert check_contract(source) == [], statement
+
+
+def test_allow_list_has_the_documented_roots() -> None:
+    for root in ("math", "numpy", "scipy", "allpairspy", "personaevo", "itertools"):
+        assert root in ALLOWED_MODULES
+    for root in ("random", "os", "sys", "subprocess", "socket"):
+        assert root not in ALLOWED_MODULES
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ("return eval('[]')", "'eval'"),
+        ("exec('x = 1')\n    return []", "'exec'"),
+        ("return __import__('os').listdir('.')", "'__import__'"),
+        ("return open('f').read()", "'open'"),
+        ("return [].__class__.__bases__", "'.__class__'"),
+        ("return getattr(rng, '__class__')", "getattr"),
+        ("return __builtins__", "'__builtins__'"),
+        ("return compile('1', 'f', 'eval')", "'compile'"),
+        ("return globals()", "'globals'"),
+        ("exit(1)", "'exit'"),
+    ],
+)
+def test_forbidden_names(body: str, needle: str) -> None:
+    source = f"def generate(space, n, rng, llm=None):\n    {body}\n"
+    found = messages(source)
+    assert any(needle in m and m.startswith("line 2") for m in found), found
+
+
+@pytest.mark.parametrize(
+    ("source", "bad"),
+    [
+        ("import numpy as np\nx = np.random.rand(3)\n", True),
+        ("import numpy\nnumpy.random.seed(0)\n", True),
+        ("from numpy.random import normal\n", True),
+        ("from numpy import random as npr\nnpr.shuffle([1])\n", True),
+        ("import numpy as np\nr = np.random.default_rng()\n", True),
+        ("import numpy as np\nr = np.random.default_rng(3)\n", False),
+        ("import numpy as np\ng = np.random.Generator\n", False),
+        ("from numpy.random import default_rng\nr = default_rng()\n", True),
+    ],
+)
+def test_numpy_global_random_state_is_refused(source: str, bad: bool) -> None:
+    full = source + "\ndef generate(space, n, rng, llm=None):\n    return []\n"
+    found = messages(full)
+    assert bool(found) is bad, found
+
+
+def test_rng_argument_use_is_fine() -> None:
+    source = (
+        "def generate(space, n, rng, llm=None):\n"
+        "    x = rng.random(n)\n    rng.shuffle(x)\n"
+        "    return [{'id': i, 'traits': {'x': float(v)}} for i, v in enumerate(x)]\n"
+    )
+    assert check_contract(source) == []
+
+
+def test_every_problem_is_reported_with_its_line() -> None:
+    source = "import os\nimport random\n\ndef generate(space, n, rng):\n    return eval('[]')\n"
+    with pytest.raises(ContractError) as info:
+        load_program(source, name="multi")
+    lines = sorted(p.line for p in info.value.problems if p.line is not None)
+    assert lines == [1, 2, 4, 5]
+    text = str(info.value)
+    assert text.startswith("multi: contract violation")
+    assert "line 4:" in text and "line 5:" in text
+
+
+def test_unchecked_load_keeps_problems() -> None:
+    source = "import os\n\ndef generate(space, n, rng, llm=None):\n    return []\n"
+    program = load_program(source, check=False)
+    assert not program.checked
+    assert [p.line for p in program.problems] == [1]
+    assert isinstance(program.problems[0], ContractProblem)
+
+
+def test_contract_error_needs_problems() -> None:
+    with pytest.raises(ValueError):
+        ContractError([])
