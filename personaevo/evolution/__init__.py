@@ -1,0 +1,15 @@
+"""Evolution of generator programs: DEAP's NSGA-II on islands, evaluation on Ray."""
+
+from personaevo.evolution.config import EvolveConfig
+from personaevo.evolution.evaluator import RayEvaluator
+from personaevo.evolution.loop import Evolution, Individual
+from personaevo.evolution.run import RunDirectory, run_evolution
+
+__all__ = [
+    "Evolution",
+    "EvolveConfig",
+    "Individual",
+    "RayEvaluator",
+    "RunDirectory",
+    "run_evolution",
+]

@@ -1,0 +1,68 @@
+"""The run configuration of ``personaevo evolve`` (saved as ``config.yaml`` in the run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from personaevo.errors import FileFieldsError
+from personaevo.spaces import read_structured_file, validation_problems
+
+DEFAULT_OBJECTIVES_WITH_REFERENCE = [
+    "reference.support_coverage_tway.2",
+    "reference.rare_hits_tway.2",
+    "reference.plausibility_tway.3",
+]
+DEFAULT_OBJECTIVES_WITHOUT_REFERENCE = ["mc_coverage", "tway_coverage.2", "validity"]
+
+
+class EvolveConfig(BaseModel):
+    """Every option of an evolution run, with its default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    space: str = Field("customer_support", description="Built-in space name or space file.")
+    reference: str | None = Field(None, description="Respondent table (needs reference_map).")
+    reference_map: str | None = Field(None, description="Map of the table onto the axes.")
+    builtin_reference: bool = Field(
+        True, description="Use the space's own reference if none given."
+    )
+    seeds: list[str] = Field([], description="Seed programs; empty means the built-in seeds.")
+    generations: int = Field(6, ge=1)
+    population: int = Field(10, ge=2, description="Individuals per island.")
+    islands: int = Field(2, ge=1)
+    migration_interval: int = Field(2, ge=1, description="Generations between ring migrations.")
+    migrants: int = Field(2, ge=1, description="Individuals each island sends per migration.")
+    crossover_rate: float = Field(
+        0.3, ge=0, le=1, description="Share of children made by crossover."
+    )
+    workers: int = Field(2, ge=1, description="Ray evaluation workers.")
+    address: str | None = Field(None, description="Join this Ray cluster instead of starting one.")
+    seed: int = 0
+    n: int = Field(100, ge=1, description="Personas each program writes per evaluation.")
+    probes: int = Field(5000, ge=100, description="MC coverage probe points.")
+    objectives: list[str] = Field(
+        [], description="Report metrics (ScoreReport.flat names); empty means the defaults."
+    )
+    eval_timeout: float = Field(60.0, gt=0, description="Wall/CPU seconds per program run.")
+    out: str = Field("runs/latest", description="Run directory.")
+
+    def resolved_objectives(self, has_reference: bool) -> list[str]:
+        if self.objectives:
+            return list(self.objectives)
+        if has_reference:
+            return list(DEFAULT_OBJECTIVES_WITH_REFERENCE)
+        return list(DEFAULT_OBJECTIVES_WITHOUT_REFERENCE)
+
+    @classmethod
+    def load(cls, path: str | Path) -> EvolveConfig:
+        data = read_structured_file(path) or {}
+        try:
+            return cls.model_validate(data)
+        except ValidationError as err:
+            raise FileFieldsError(path, validation_problems(err)) from None
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.model_dump(), sort_keys=False), encoding="utf-8")

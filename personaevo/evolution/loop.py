@@ -1,0 +1,230 @@
+"""The evolution loop: NSGA-II on islands of generator programs, with ring migration.
+
+Each generation, every island makes ``population`` children (crossover with probability
+``crossover_rate``, otherwise mutation; see :mod:`personaevo.operators`), the children
+not already in the evaluation cache (keyed by AST hash; space, n and seed are fixed per
+run) are evaluated in one parallel batch, and the island keeps the best ``population`` of
+parents and children by NSGA-II. Every ``migration_interval`` generations the islands
+send ``migrants`` individuals round the ring (``deap.tools.migRing``). A Pareto front
+over all islands is the hall of fame. All randomness comes from one seeded numpy
+generator whose state is checkpointed every generation, so a run resumed after a crash
+ends where an uninterrupted one does, whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections import Counter
+from collections.abc import Callable
+
+import numpy as np
+from deap import base, tools
+
+from personaevo.evaluate import Evaluation
+from personaevo.metrics import ScoreReport
+from personaevo.operators import crossover, mutate
+from personaevo.programs import ast_hash
+
+
+@functools.cache
+def fitness_class(n_objectives: int) -> type[base.Fitness]:
+    """A DEAP fitness maximising ``n_objectives`` values (minimised metrics are negated).
+    An ordinary class made once per size; individuals never leave this process."""
+    return type(f"Fitness{n_objectives}", (base.Fitness,), {"weights": (1.0,) * n_objectives})
+
+
+class Individual:
+    """A generator program in a population: source, identity, lineage and fitness."""
+
+    def __init__(
+        self,
+        source: str,
+        name: str,
+        operator: str,
+        parents: list[str],
+        n_objectives: int,
+        key: str | None = None,
+    ) -> None:
+        self.source = source
+        self.key = key or ast_hash(source)
+        self.name = name
+        self.operator = operator
+        self.parents = parents
+        self.fitness = fitness_class(n_objectives)()
+
+    def __repr__(self) -> str:
+        return f"Individual({self.name}, {self.key[:10]}, {self.fitness.values})"
+
+
+def objective_values(evaluation: Evaluation, objectives: list[str]) -> tuple[float, ...]:
+    """Fitness values (larger is better) from an evaluation; worst values when it failed."""
+    flat = evaluation.report.flat() if evaluation.ok and evaluation.report else {}
+    values = []
+    for name in objectives:
+        sign = 1.0 if ScoreReport.direction(name) == "higher" else -1.0
+        value = flat.get(name)
+        values.append(sign * value if value is not None and math.isfinite(value) else -1e9)
+    return tuple(values)
+
+
+class Evolution:
+    """State of one run; :meth:`step` advances one generation.
+
+    ``evaluate`` maps ``[(key, source, name)]`` to ``{key: Evaluation}`` (e.g. a
+    :class:`~personaevo.evolution.evaluator.RayEvaluator`); ``on_evaluated`` is called
+    for each new evaluation with its individual (the run directory records it)."""
+
+    def __init__(
+        self,
+        objectives: list[str],
+        population: int,
+        islands: int,
+        crossover_rate: float,
+        migration_interval: int,
+        migrants: int,
+        seed: int,
+        evaluate: Callable[[list[tuple[str, str, str]]], dict[str, Evaluation]],
+        on_evaluated: Callable[[Individual, Evaluation, int, int], None] | None = None,
+    ) -> None:
+        self.objectives = objectives
+        self.population = population
+        self.n_islands = islands
+        self.crossover_rate = crossover_rate
+        self.migration_interval = migration_interval
+        self.migrants = migrants
+        self.rng = np.random.default_rng(seed)
+        self.evaluate_batch = evaluate
+        self.on_evaluated = on_evaluated or (lambda *args: None)
+        self.cache: dict[str, Evaluation] = {}
+        self.islands: list[list[Individual]] = []
+        self.front = tools.ParetoFront(similar=lambda a, b: a.key == b.key)
+        self.generation = 0
+        self.variation = Counter()  # (operator, outcome) -> count
+        self.failures = Counter()  # failure kind -> count
+        self.evaluations = 0
+        self.logbook = tools.Logbook()
+        self.seeds: list[Individual] = []
+
+    # ---------------------------------------------------------------- helpers
+
+    def _assign(self, individuals: list[Individual], generation: int, island: int) -> None:
+        """Evaluate what the cache lacks (one parallel batch), then set fitnesses."""
+        todo, seen = [], set()
+        for ind in individuals:
+            if ind.key not in self.cache and ind.key not in seen:
+                todo.append(ind)
+                seen.add(ind.key)
+        if todo:
+            results = self.evaluate_batch([(i.key, i.source, i.name) for i in todo])
+            for ind in todo:
+                evaluation = results[ind.key]
+                self.cache[ind.key] = evaluation
+                self.evaluations += 1
+                if not evaluation.ok:
+                    self.failures[evaluation.failure or "unknown"] += 1
+                self.on_evaluated(ind, evaluation, generation, island)
+        for ind in individuals:
+            ind.fitness.values = objective_values(self.cache[ind.key], self.objectives)
+
+    def seed_population(self, seeds: list[tuple[str, str]]) -> None:
+        """Islands start from the seed programs, filled up with their mutants."""
+        k = len(self.objectives)
+        self.seeds = [Individual(src, name, "seed", [], k) for name, src in seeds]
+        self._assign(self.seeds, 0, -1)
+        for _ in range(self.n_islands):
+            island = [self._copy(s) for s in self.seeds][: self.population]
+            while len(island) < self.population:
+                parent = island[int(self.rng.integers(len(self.seeds)))]
+                child = self._mutant(parent)
+                if child is not None:
+                    island.append(child)
+            self.islands.append(island)
+        for i, island in enumerate(self.islands):
+            self._assign(island, 0, i)
+        self._record()
+
+    def _copy(self, ind: Individual) -> Individual:
+        twin = Individual(
+            ind.source, ind.name, ind.operator, ind.parents, len(self.objectives), ind.key
+        )
+        if ind.fitness.valid:
+            twin.fitness.values = ind.fitness.values
+        return twin
+
+    def _mutant(self, parent: Individual) -> Individual | None:
+        result = mutate(parent.source, self.rng)
+        self.variation[(result.operator, "ok" if result.ok else result.failure)] += 1
+        if not result.ok:
+            return None
+        return Individual(
+            result.source,
+            f"{result.operator}-{result.child_hash[:8]}",
+            result.operator,
+            [parent.key],
+            len(self.objectives),
+            result.child_hash,
+        )
+
+    def _children(self, island: list[Individual]) -> list[Individual]:
+        children: list[Individual] = []
+        present = {ind.key for ind in island}
+        attempts = 0
+        while len(children) < self.population and attempts < 20 * self.population:
+            attempts += 1
+            if self.rng.random() < self.crossover_rate and len(island) > 1:
+                i, j = self.rng.choice(len(island), size=2, replace=False)
+                a, b = island[int(i)], island[int(j)]
+                made = []
+                for result in crossover(a.source, b.source, self.rng):
+                    self.variation[(result.operator, "ok" if result.ok else result.failure)] += 1
+                    if result.ok:
+                        made.append(
+                            Individual(
+                                result.source,
+                                f"{result.operator}-{result.child_hash[:8]}",
+                                result.operator,
+                                [a.key, b.key],
+                                len(self.objectives),
+                                result.child_hash,
+                            )
+                        )
+            else:
+                child = self._mutant(island[int(self.rng.integers(len(island)))])
+                made = [child] if child is not None else []
+            for child in made:
+                if child.key not in present and len(children) < self.population:
+                    present.add(child.key)
+                    children.append(child)
+        return children
+
+    # ------------------------------------------------------------------- step
+
+    def step(self) -> None:
+        """One generation on every island, then migration, front and logbook."""
+        self.generation += 1
+        offspring = [self._children(island) for island in self.islands]
+        batch = [child for children in offspring for child in children]
+        self._assign(batch, self.generation, -1)
+        for i, children in enumerate(offspring):
+            self.islands[i] = tools.selNSGA2(self.islands[i] + children, self.population)
+        if self.n_islands > 1 and self.generation % self.migration_interval == 0:
+            tools.migRing(self.islands, self.migrants, selection=tools.selNSGA2)
+            self.islands = [[self._copy(ind) for ind in island] for island in self.islands]
+        self._record()
+
+    def _record(self) -> None:
+        everyone = [ind for island in self.islands for ind in island]
+        self.front.update(everyone)
+        stats = tools.Statistics(key=lambda ind: ind.fitness.values)
+        stats.register("max", lambda v: np.max(v, axis=0).tolist())
+        stats.register("mean", lambda v: np.mean(v, axis=0).tolist())
+        self.logbook.record(
+            gen=self.generation,
+            evals=self.evaluations,
+            front=len(self.front),
+            failures=dict(self.failures),
+            time=time.time(),
+            **stats.compile(everyone),
+        )
