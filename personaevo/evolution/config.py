@@ -10,9 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from personaevo.errors import FileFieldsError
 from personaevo.spaces import read_structured_file, validation_problems
 
+# 3-way combinations: pairs saturate at a hundred personas in the built-in spaces, triples
+# still separate generators (and plausibility of triples trades off against reaching them).
 DEFAULT_OBJECTIVES_WITH_REFERENCE = [
-    "reference.support_coverage_tway.2",
-    "reference.rare_hits_tway.2",
+    "reference.support_coverage_tway.3",
+    "reference.rare_hits_tway.3",
     "reference.plausibility_tway.3",
 ]
 DEFAULT_OBJECTIVES_WITHOUT_REFERENCE = ["mc_coverage", "tway_coverage.2", "validity"]

@@ -46,6 +46,17 @@ class _State:
     hello: dict[str, Any] = field(default_factory=dict)
 
 
+def _workdir_root(expose: list[str]) -> str:
+    """Where the private tmpfs of working directories goes: /tmp, unless the project or
+    its interpreter lives below it (a checkout in a temporary folder), which a tmpfs there
+    would hide; then the first existing alternative that hides nothing exposed."""
+    real = [os.path.realpath(p) for p in expose]
+    for root in ("/tmp", "/var/tmp", "/dev/shm", "/run", "/mnt"):
+        if os.path.isdir(root) and not any(p == root or p.startswith(root + "/") for p in real):
+            return root
+    return "/tmp"
+
+
 def _setup(cfg: dict[str, Any], sock: socket.socket) -> _State:
     ns = _linux.Namespaces()
     if cfg["isolation"] == "auto":
@@ -79,11 +90,12 @@ def _setup(cfg: dict[str, Any], sock: socket.socket) -> _State:
     expose = _needed_paths(cfg["repo_root"])
     if ns.mount and os.readlink("/proc/self/ns/mnt") != cfg["host_mount_ns"]:
         mask = [cfg["home"]] if ns.user and cfg.get("home") else []  # same uid as the host
+        root = _workdir_root(expose)
         try:
             notes += _linux.isolate_filesystem(
-                "/tmp", int(cfg["workdir_mb"]), in_pid_ns, expose, mask
+                root, int(cfg["workdir_mb"]), in_pid_ns, expose, mask
             )
-            job_root, mount_ok = "/tmp", True
+            job_root, mount_ok = root, True
         except OSError as exc:
             notes.append(f"filesystem isolation failed: {exc}")
     uid = cfg["uid"] if os.geteuid() == 0 and not ns.user and cfg["uid"] is not None else None
