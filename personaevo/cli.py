@@ -270,8 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:  # the default job: the seed generators on a built-in space
-        args = parser.parse_args(["score", "--builtin-reference"])
+    if args.command is None:  # the default job: a small evolution on a built-in space
+        args = parser.parse_args(["evolve"])
     try:
         return args.func(args)
     except InputError as err:

@@ -165,15 +165,27 @@ def test_score_programs_side_by_side_and_failures(tmp_path):
     assert "ZeroDivisionError" in evaluations[1]["traceback"]
 
 
-def test_default_job_scores_the_seed_generators():
-    result = subprocess.run(
-        [sys.executable, "-c", "import sys; from personaevo.cli import main; sys.exit(main([]))"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=str(REPO),
+def test_score_with_no_program_scores_the_seed_generators():
+    result = run_cli(
+        "score", "--n", "100", "--probes", "1000", "--builtin-reference", cwd=str(REPO)
     )
     assert result.returncode == 0, result.stderr
     for column in ("uniform", "sobol", "pairwise", "stratified_extremes", "density_matched"):
         assert column in result.stdout
     assert "reference.rare_hits_tway.2" in result.stdout
+
+
+def test_default_job_evolves_and_compares_with_the_seeds(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-c", "import sys; from personaevo.cli import main; sys.exit(main([]))"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=str(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "gen 6/6" in result.stdout
+    for column in ("seed uniform", "seed sobol", "seed pairwise", "best "):
+        assert column in result.stdout
+    (run,) = (tmp_path / "runs").iterdir()
+    assert (run / "checkpoint.json").exists() and list((run / "front").iterdir())

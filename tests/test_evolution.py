@@ -132,3 +132,36 @@ def test_resume_after_kill_equals_uninterrupted_run(reference_run, tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed" in resumed.stdout
     assert _front(out) == _front(rundir2.path)
+
+
+def test_killed_ray_worker_does_not_stop_evaluation():
+    import threading
+
+    from personaevo.evolution import RayEvaluator
+    from personaevo.spaces import load_space
+
+    space = load_space("big_five")
+    slow = (
+        "def generate(space, n, rng, llm=None):\n"
+        "    total = 0\n"
+        "    for i in range(20_000_000):\n"
+        "        total += i\n"
+        "    return [{'id': str(k), 'traits': {'openness': 50.0, 'conscientiousness': 50.0,\n"
+        "        'extraversion': 50.0, 'agreeableness': 50.0, 'neuroticism': float(k % 100),\n"
+        "        'age': 40.0, 'gender': 'female', 'education': 'college_degree'}}\n"
+        "        for k in range(n)]\n"
+    )
+    tasks = [(f"t{i}", slow + f"# {i}\n", f"slow{i}") for i in range(4)]
+    evaluator = RayEvaluator(space, None, workers=2, n=10, n_probes=200, eval_timeout=60)
+    evaluator.start()
+    try:
+        victim = evaluator.actor_pids()[0]
+        killer = threading.Timer(1.0, os.kill, args=(victim, signal.SIGKILL))
+        killer.start()
+        results = evaluator.evaluate(tasks)
+        killer.join()
+    finally:
+        evaluator.close()
+    assert set(results) == {key for key, _, _ in tasks}
+    assert all(e.ok and e.report.n_valid == 10 for e in results.values()), results
+    assert evaluator.restarts >= 1

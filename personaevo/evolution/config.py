@@ -49,7 +49,7 @@ class EvolveConfig(BaseModel):
         [], description="Report metrics (ScoreReport.flat names); empty means the defaults."
     )
     eval_timeout: float = Field(60.0, gt=0, description="Wall/CPU seconds per program run.")
-    out: str = Field("runs/latest", description="Run directory.")
+    out: str = Field("", description="Run directory; empty means runs/run-YYYYmmdd-HHMMSS.")
 
     def resolved_objectives(self, has_reference: bool) -> list[str]:
         if self.objectives:

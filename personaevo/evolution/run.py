@@ -148,6 +148,8 @@ def run_evolution(
 ) -> tuple[Evolution, RunDirectory, list]:
     """Run (or resume) an evolution; returns the final state, its directory and the
     space/reference used (for reporting)."""
+    if not config.out:
+        config = config.model_copy(update={"out": time.strftime("runs/run-%Y%m%d-%H%M%S")})
     rundir = RunDirectory(config.out)
     space = resolve_space(config.space)
     if config.reference_map:
