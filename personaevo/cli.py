@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.live import Live
+from rich.panel import Panel
 
 from personaevo.errors import InputError
 from personaevo.evaluate import evaluate_programs, seed_generator_paths
@@ -176,7 +178,13 @@ def cmd_evolve(args: argparse.Namespace) -> int:
             if key in EvolveConfig.model_fields and value not in (None, [])
         }
         config = config.model_validate({**config.model_dump(), **overrides})
-    evo, rundir, (space, _) = run_evolution(config, resume=bool(args.resume), log=console.print)
+    if console.is_terminal:  # a live panel; plain log lines when output is not a terminal
+        with Live(console=console, refresh_per_second=4) as live:
+            evo, rundir, (space, _) = run_evolution(
+                config, resume=bool(args.resume), log=lambda line: live.update(Panel(line))
+            )
+    else:
+        evo, rundir, (space, _) = run_evolution(config, resume=bool(args.resume), log=console.print)
     best = {}
     for i, name in enumerate(evo.objectives):
         top = max(evo.front, key=lambda ind, i=i: ind.fitness.values[i])

@@ -165,3 +165,11 @@ def test_killed_ray_worker_does_not_stop_evaluation():
     assert set(results) == {key for key, _, _ in tasks}
     assert all(e.ok and e.report.n_valid == 10 for e in results.values()), results
     assert evaluator.restarts >= 1
+
+
+def test_lineage_records_the_island_of_each_child(reference_run):
+    _, rundir = reference_run
+    lines = [json.loads(x) for x in (rundir.path / "evaluations.jsonl").read_text().splitlines()]
+    children = [x for x in lines if x["generation"] > 0]
+    assert children and {x["island"] for x in children} <= {0, 1}
+    assert {x["island"] for x in children} == {0, 1}

@@ -109,13 +109,18 @@ class Evolution:
 
     # ---------------------------------------------------------------- helpers
 
-    def _assign(self, individuals: list[Individual], generation: int, island: int) -> None:
-        """Evaluate what the cache lacks (one parallel batch), then set fitnesses."""
-        todo, seen = [], set()
-        for ind in individuals:
+    def _assign(
+        self, individuals: list[Individual], generation: int, island: int | list[int]
+    ) -> None:
+        """Evaluate what the cache lacks (one parallel batch), then set fitnesses.
+        ``island`` is the island of every individual, or one island per individual."""
+        islands = island if isinstance(island, list) else [island] * len(individuals)
+        todo, seen, home = [], set(), {}
+        for ind, where in zip(individuals, islands, strict=True):
             if ind.key not in self.cache and ind.key not in seen:
                 todo.append(ind)
                 seen.add(ind.key)
+                home[ind.key] = where
         if todo:
             results = self.evaluate_batch([(i.key, i.source, i.name) for i in todo])
             for ind in todo:
@@ -124,7 +129,7 @@ class Evolution:
                 self.evaluations += 1
                 if not evaluation.ok:
                     self.failures[evaluation.failure or "unknown"] += 1
-                self.on_evaluated(ind, evaluation, generation, island)
+                self.on_evaluated(ind, evaluation, generation, home[ind.key])
         for ind in individuals:
             ind.fitness.values = objective_values(self.cache[ind.key], self.objectives)
 
@@ -206,7 +211,8 @@ class Evolution:
         self.generation += 1
         offspring = [self._children(island) for island in self.islands]
         batch = [child for children in offspring for child in children]
-        self._assign(batch, self.generation, -1)
+        homes = [i for i, children in enumerate(offspring) for _ in children]
+        self._assign(batch, self.generation, homes)
         for i, children in enumerate(offspring):
             self.islands[i] = tools.selNSGA2(self.islands[i] + children, self.population)
         if self.n_islands > 1 and self.generation % self.migration_interval == 0:
