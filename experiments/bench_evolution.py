@@ -26,11 +26,15 @@ lists them), one after the other (each run starts and stops its own Ray). For ea
   shrinks with batch size). With 1 worker the figure is the plain per-evaluation loop
   cost. The time spent in this script's own callback (the memory sampling) is
   subtracted from the wall time.
-* **memory per worker**: after each generation, the RSS of every process whose
-  command line contains ``_Actor`` (Ray's title for the evaluation actors), and
-  separately of their child processes (the sandbox's worker processes), via ``psutil``
-  (``/proc/PID/status`` VmRSS if psutil is missing). The maximum over generations of
-  the mean per actor is printed, with the largest single actor.
+* **memory per worker**: after each generation, the RSS and USS of every evaluation
+  actor (a descendant of this process, so other Ray instances on the machine are not
+  counted, whose command line contains ``_Actor``, Ray's title for them, and
+  whose parent is not one: the sandbox processes forked from an actor inherit its
+  title), and separately the summed RSS/USS of each actor's descendants (the sandbox's
+  processes), via ``psutil`` (``/proc/PID/status`` VmRSS, actors only, without it).
+  The maximum over generations of the mean per actor is printed, with the largest
+  single actor RSS. RSS of forked children counts pages shared with the actor again, so
+  USS (pages unique to a process) is the better cost of one more worker.
 
 Run: ``python experiments/bench_evolution.py`` (``--quick`` for generations 2,
 population 6).
@@ -64,32 +68,67 @@ def _proc_rss(pid: int) -> int:
     return 0
 
 
-def actor_memory() -> tuple[list[int], list[int]]:
-    """(RSS of each actor process, RSS of each actor's children summed per actor)."""
-    actors, children = [], []
+def _is_actor(cmd: str) -> bool:
+    return "_Actor" in cmd
+
+
+def actor_memory() -> list[dict]:
+    """One entry per evaluation actor: its RSS and USS, and its descendants' (the
+    sandbox processes, which are forked from the actor and so carry the same title;
+    an ``_Actor`` process whose parent is also one is a descendant, not an actor)."""
+    out: list[dict] = []
     if psutil is not None:
-        me = os.getpid()
-        for proc in psutil.process_iter(["pid", "cmdline", "name"]):
+        titled = {}
+        for proc in psutil.Process().children(recursive=True):
             try:
-                cmd = " ".join(proc.info["cmdline"] or []) + " " + (proc.info["name"] or "")
-                if "_Actor" not in cmd or proc.pid == me:
-                    continue
-                actors.append(proc.memory_info().rss)
-                children.append(sum(c.memory_info().rss for c in proc.children(recursive=True)))
+                proc.info = {"ppid": proc.ppid()}
+                cmd = " ".join(proc.cmdline()) + " " + proc.name()
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
-        return actors, children
-    for entry in Path("/proc").iterdir():
+            if _is_actor(cmd):
+                titled[proc.pid] = proc
+        for proc in titled.values():
+            if proc.info["ppid"] in titled:
+                continue
+            try:
+                full = proc.memory_full_info()
+                kids = proc.children(recursive=True)
+                kid_rss = kid_uss = 0
+                for kid in kids:
+                    try:
+                        info = kid.memory_full_info()
+                        kid_rss += info.rss
+                        kid_uss += info.uss
+                    except (psutil.NoSuchProcess, psutil.AccessDenied):
+                        continue
+                out.append(
+                    {
+                        "rss": full.rss,
+                        "uss": full.uss,
+                        "kids": len(kids),
+                        "kid_rss": kid_rss,
+                        "kid_uss": kid_uss,
+                    }
+                )
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        return out
+    parents = {}
+    for entry in Path("/proc").iterdir():  # without psutil: not limited to our own tree
         if not entry.name.isdigit():
             continue
         try:
             cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="ignore")
-            if "_Actor" in cmd:
-                actors.append(_proc_rss(int(entry.name)))
-                children.append(0)  # children not traced without psutil
+            if _is_actor(cmd):
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                parents[int(entry.name)] = int(stat[1])
         except OSError:
             continue
-    return actors, children
+    for pid, ppid in parents.items():
+        if ppid not in parents:
+            rss = _proc_rss(pid)
+            out.append({"rss": rss, "uss": float("nan"), "kids": 0, "kid_rss": 0, "kid_uss": 0})
+    return out
 
 
 def bench(workers: int, args, workdir: Path) -> dict:
@@ -106,7 +145,7 @@ def bench(workers: int, args, workdir: Path) -> dict:
     )
     marks: list[float] = []
     callback_seconds: list[float] = []
-    samples: list[tuple[list[int], list[int]]] = []
+    samples: list[list[dict]] = []
 
     def log(line: str) -> None:
         now = time.monotonic()
@@ -134,8 +173,10 @@ def bench(workers: int, args, workdir: Path) -> dict:
     # each callback runs just after its mark: all but the last fall inside the window
     wall_steady = marks[-1] - marks[0] - sum(callback_seconds[:-1])
     n_steady = len(steady)
-    actor_means = [sum(a) / len(a) for a, _ in samples if a]
-    child_means = [sum(c) / len(c) for a, c in samples if a]
+
+    def peak(field: str) -> float:  # max over samples of the mean over actors, in MB
+        means = [sum(a[field] for a in sample) / len(sample) for sample in samples if sample]
+        return max(means, default=0.0) / MB
     return {
         "workers": workers,
         "evaluations": evo.evaluations,
@@ -148,11 +189,16 @@ def bench(workers: int, args, workdir: Path) -> dict:
         "overhead_per_eval": (workers * wall_steady - inside) / n_steady
         if n_steady
         else float("nan"),
-        "actors_seen": max((len(a) for a, _ in samples), default=0),
-        "actor_rss_mean": max(actor_means, default=0) / MB,
-        "actor_rss_max": max((max(a) for a, _ in samples if a), default=0) / MB,
-        "children_rss_mean": max(child_means, default=0) / MB,
+        "actors_seen": max((len(a) for a in samples), default=0),
+        "actor_rss": peak("rss"),
+        "actor_uss": peak("uss"),
+        "kids": max((a["kids"] for sample in samples for a in sample), default=0),
+        "kid_rss": peak("kid_rss"),
+        "kid_uss": peak("kid_uss"),
+        "actor_rss_max": max((a["rss"] for s in samples for a in s), default=0) / MB,
         "failures": dict(evo.failures),
+        "front": len(evo.front),
+        "front_distinct": len({tuple(ind.fitness.values) for ind in evo.front}),
     }
 
 
@@ -182,12 +228,14 @@ def main(argv: list[str] | None = None) -> int:
     header = (
         f"{'workers':>7} {'evals':>6} {'steady':>6} {'wall s':>7} {'steady s':>8} "
         f"{'evals/s':>8} {'evals/s':>8} {'run+score':>9} {'overhead':>9} "
-        f"{'actors':>6} {'RSS/actor':>9} {'RSS max':>8} {'children':>8}"
+        f"{'actors':>6} {'actor':>6} {'actor':>6} {'actor':>6} {'sandbox':>7} {'sandbox':>7} "
+        f"{'sandbox':>7}"
     )
     sub = (
         f"{'':>7} {'total':>6} {'evals':>6} {'total':>7} {'window':>8} "
         f"{'steady':>8} {'total':>8} {'s/eval':>9} {'s/eval':>9} "
-        f"{'seen':>6} {'MB':>9} {'MB':>8} {'MB/actor':>8}"
+        f"{'seen':>6} {'RSS MB':>6} {'USS MB':>6} {'maxRSS':>6} {'procs':>7} {'RSS MB':>7} "
+        f"{'USS MB':>7}"
     )
     print(header)
     print(sub)
@@ -197,9 +245,14 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['wall_total']:>7.1f} {r['wall_steady']:>8.1f} {r['rate_steady']:>8.2f} "
             f"{r['rate_total']:>8.2f} {r['inside_per_eval']:>9.3f} "
             f"{r['overhead_per_eval']:>9.3f} {r['actors_seen']:>6} "
-            f"{r['actor_rss_mean']:>9.0f} {r['actor_rss_max']:>8.0f} "
-            f"{r['children_rss_mean']:>8.0f}"
+            f"{r['actor_rss']:>6.0f} {r['actor_uss']:>6.0f} {r['actor_rss_max']:>6.0f} "
+            f"{r['kids']:>7} {r['kid_rss']:>7.0f} {r['kid_uss']:>7.0f}"
         )
+    print(
+        "memory: peak over generations of the mean per actor; sandbox = the actor's "
+        "descendant processes, summed per actor (RSS counts pages shared with the actor "
+        "after fork again; USS = pages unique to the process)"
+    )
     by = {r["workers"]: r for r in results}
     if 1 in by and 2 in by:
         print(
@@ -207,6 +260,10 @@ def main(argv: list[str] | None = None) -> int:
             f"total {by[2]['rate_total'] / by[1]['rate_total']:.2f}x"
         )
     for r in results:
+        print(
+            f"front with {r['workers']} workers: {r['front']} programs, "
+            f"{r['front_distinct']} distinct objective vectors"
+        )
         if r["failures"]:
             print(f"failures with {r['workers']} workers: {r['failures']}")
     return 0

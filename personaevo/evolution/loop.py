@@ -99,7 +99,10 @@ class Evolution:
         self.on_evaluated = on_evaluated or (lambda *args: None)
         self.cache: dict[str, Evaluation] = {}
         self.islands: list[list[Individual]] = []
-        self.front = tools.ParetoFront(similar=lambda a, b: a.key == b.key)
+        # one program per objective vector: neutral mutants do not crowd the front
+        self.front = tools.ParetoFront(
+            similar=lambda a, b: a.key == b.key or a.fitness.values == b.fitness.values
+        )
         self.generation = 0
         self.variation = Counter()  # (operator, outcome) -> count
         self.failures = Counter()  # failure kind -> count
@@ -213,6 +216,7 @@ class Evolution:
         batch = [child for children in offspring for child in children]
         homes = [i for i, children in enumerate(offspring) for _ in children]
         self._assign(batch, self.generation, homes)
+        self.front.update(batch)  # a child NSGA-II drops for crowding may still be non-dominated
         for i, children in enumerate(offspring):
             self.islands[i] = tools.selNSGA2(self.islands[i] + children, self.population)
         if self.n_islands > 1 and self.generation % self.migration_interval == 0:
