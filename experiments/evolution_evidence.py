@@ -93,15 +93,7 @@ def random_search(evo, config: EvolveConfig, space, reference, seed: int, log) -
     points = [objective_values(evo.cache[s.key], evo.objectives) for s in evo.seeds]
     seen = {s.key for s in evo.seeds}
     rng = np.random.default_rng(10_000 + seed)
-    evaluator = RayEvaluator(
-        space,
-        reference,
-        workers=config.workers,
-        n=config.n,
-        seed=config.seed,
-        n_probes=config.probes,
-        eval_timeout=config.eval_timeout,
-    )
+    evaluator = RayEvaluator.from_config(config, space, reference)
     evaluator.start()
     try:
         remaining = budget - len(points)

@@ -86,6 +86,22 @@ class RayEvaluator:
     _actors: list = field(default_factory=list)
     _started_ray: bool = False
 
+    @classmethod
+    def from_config(
+        cls, config, space: TraitSpace, reference: ReferencePopulation | None
+    ) -> RayEvaluator:
+        """An evaluator with the sizes, seed and limits of an ``EvolveConfig``."""
+        return cls(
+            space,
+            reference,
+            workers=config.workers,
+            n=config.n,
+            seed=config.seed,
+            n_probes=config.probes,
+            eval_timeout=config.eval_timeout,
+            address=config.address,
+        )
+
     def start(self) -> None:
         if not ray.is_initialized():
             kwargs = {"address": self.address} if self.address else {"num_cpus": self.workers}

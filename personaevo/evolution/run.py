@@ -163,16 +163,7 @@ def run_evolution(
     objectives = config.resolved_objectives(reference is not None)
     seeds = [Path(p) for p in config.seeds] or seed_generator_paths()
     programs = [load_program(p) for p in seeds]
-    evaluator = RayEvaluator(
-        space,
-        reference,
-        workers=config.workers,
-        n=config.n,
-        seed=config.seed,
-        n_probes=config.probes,
-        eval_timeout=config.eval_timeout,
-        address=config.address,
-    )
+    evaluator = RayEvaluator.from_config(config, space, reference)
     evo = Evolution(
         objectives,
         config.population,
