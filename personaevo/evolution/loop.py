@@ -133,6 +133,10 @@ class Evolution:
                 if not evaluation.ok:
                     self.failures[evaluation.failure or "unknown"] += 1
                 self.on_evaluated(ind, evaluation, generation, home[ind.key])
+        self.set_fitness(individuals)
+
+    def set_fitness(self, individuals: list[Individual]) -> None:
+        """Fitnesses from the evaluation cache (every individual must be in it)."""
         for ind in individuals:
             ind.fitness.values = objective_values(self.cache[ind.key], self.objectives)
 

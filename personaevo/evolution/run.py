@@ -138,8 +138,7 @@ class RunDirectory:
         evo.evaluations = state["evaluations"]
         for record in state["logbook"]:
             evo.logbook.record(**record)
-        for ind in [*evo.seeds, *front, *(i for island in evo.islands for i in island)]:
-            evo._assign([ind], evo.generation, -1)
+        evo.set_fitness([*evo.seeds, *front, *(i for island in evo.islands for i in island)])
         evo.front.update(front)
 
 
