@@ -1,0 +1,5 @@
+import sys
+
+from personaevo.cli import main
+
+sys.exit(main())

