@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from personaevo.errors import FileFieldsError
+from personaevo.llm.config import LLMConfig
 from personaevo.spaces import read_structured_file, validation_problems
 
 # 3-way combinations: pairs saturate at a hundred personas in the built-in spaces, triples
@@ -49,6 +51,20 @@ class EvolveConfig(BaseModel):
         [], description="Report metrics (ScoreReport.flat names); empty means the defaults."
     )
     eval_timeout: float = Field(60.0, gt=0, description="Wall/CPU seconds per program run.")
+    assess: Literal["explicit", "questionnaire", "embedding"] = Field(
+        "explicit",
+        description="How trait positions are read: the declared traits, an LLM answering the "
+        "space's Likert items in persona, or text embeddings against the axes' anchors.",
+    )
+    llm: LLMConfig | None = Field(
+        None, description="Language model for LLM mutation, LLM-calling programs, assessment."
+    )
+    llm_mutation_rate: float = Field(
+        0.5, ge=0, le=1, description="Share of mutations made by the LLM (when llm is set)."
+    )
+    llm_directives: list[str] = Field(
+        [], description="Mutation directives for the LLM; empty means the built-in list."
+    )
     out: str = Field("", description="Run directory; empty means runs/run-YYYYmmdd-HHMMSS.")
 
     def resolved_objectives(self, has_reference: bool) -> list[str]:
