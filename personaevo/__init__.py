@@ -5,9 +5,13 @@ The public API::
     from personaevo import load_space, check_personas, read_persona_records, score
     space = load_space("customer_support")
     report = score(read_persona_records("personas.jsonl"), space)
+    measured = make_assessor("embedding").measure(read_persona_records("p.jsonl"), space)
+    report = score(measured.records, space)        # positions measured from the text
 """
 
+from personaevo.assess import Assessor, MeasuredPositions, make_assessor
 from personaevo.errors import InputError
+from personaevo.llm import LLMConfig, build_llm
 from personaevo.metrics import ScoreReport, score
 from personaevo.personas import (
     CheckedPopulation,
@@ -25,6 +29,7 @@ from personaevo.spaces import (
     ConsequentialConfiguration,
     Constraint,
     ContinuousAxis,
+    LikertItem,
     OrdinalAxis,
     TraitSpace,
     builtin_space_names,
@@ -35,6 +40,7 @@ from personaevo.spaces import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Assessor",
     "CategoricalAxis",
     "CheckedPopulation",
     "Condition",
@@ -43,6 +49,9 @@ __all__ = [
     "ContinuousAxis",
     "InputError",
     "InvalidPersona",
+    "LLMConfig",
+    "LikertItem",
+    "MeasuredPositions",
     "OrdinalAxis",
     "Persona",
     "Provenance",
@@ -50,10 +59,12 @@ __all__ = [
     "ReferencePopulation",
     "ScoreReport",
     "TraitSpace",
+    "build_llm",
     "builtin_space_names",
     "check_personas",
     "load_reference_map",
     "load_space",
+    "make_assessor",
     "read_persona_records",
     "resolve_space",
     "score",

@@ -8,6 +8,7 @@ points and the density's bandwidth) so that density-matching programs can use it
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -15,6 +16,8 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel
 
+from personaevo.assess import AssessmentSummary, Assessor, check_assessable, make_assessor
+from personaevo.llm.base import LLM, Message, ProgramLLM, SamplingParams, Usage
 from personaevo.metrics import ScoreReport, score
 from personaevo.personas import check_personas
 from personaevo.programs import GeneratorProgram, load_program
@@ -75,14 +78,47 @@ class Evaluation(BaseModel):
     traceback: str = ""
     run_seconds: float = 0.0
     report: ScoreReport | None = None
+    assessment: AssessmentSummary | None = None  # how positions were measured (not explicit)
+    llm_usage: Usage | None = None  # language-model calls of the program and the assessor
 
 
-def seed_generator_paths() -> list[Path]:
-    """The built-in seed generator programs (``generators/`` in the source tree)."""
+# Seed generators that write persona text without a language model (or fall back to
+# writing it without one): the default seeds when positions are measured from text.
+TEXT_SEED_GENERATORS = ("llm_two_stage", "phrase_bank", "phrase_sobol")
+# Text writers whose placement repeats another seed's (uniform, sobol): left out of the
+# defaults when the declared traits are what counts.
+TEXT_ONLY_SEED_GENERATORS = ("phrase_bank", "phrase_sobol")
+
+
+def seed_generator_paths(assess: str | None = None) -> list[Path]:
+    """The built-in seed generator programs (``generators/`` in the source tree): all of
+    them, or the default seeds for an assessment: with ``embedding`` or ``questionnaire``
+    those that write text, with ``explicit`` all but the text-only ones."""
     folder = resources.files("personaevo.seed_generators")
-    return sorted(
+    paths = sorted(
         Path(str(p)) for p in folder.iterdir() if p.name.endswith(".py") and p.name != "__init__.py"
     )
+    if assess in ("embedding", "questionnaire"):
+        paths = [p for p in paths if p.stem in TEXT_SEED_GENERATORS]
+    elif assess == "explicit":
+        paths = [p for p in paths if p.stem not in TEXT_ONLY_SEED_GENERATORS]
+    return paths
+
+
+class MeteredLLM(LLM):
+    """Forwards to ``inner`` and keeps its own :class:`Usage`: one program's share of a
+    client that several programs use at once."""
+
+    def __init__(self, inner: LLM) -> None:
+        super().__init__()
+        self.inner = inner
+        self.name = inner.name
+
+    def _chat(self, conversations: list[list[Message]], params: SamplingParams):
+        return self.inner.chat(conversations, params)
+
+    def _complete(self, prompts: list[str], params: SamplingParams):
+        return self.inner.complete(prompts, params)
 
 
 def score_run(
@@ -91,8 +127,10 @@ def score_run(
     reference: ReferencePopulation | None,
     seed: int,
     n_probes: int,
+    assessor: Assessor | None = None,
 ) -> Evaluation:
-    """Turn a sandbox result into an :class:`Evaluation` (scoring its personas)."""
+    """Turn a sandbox result into an :class:`Evaluation`, scoring its personas at the
+    positions ``assessor`` measures (default: the declared traits)."""
     evaluation = Evaluation(
         program=result.program_name,
         program_hash=result.program_hash,
@@ -105,8 +143,15 @@ def score_run(
         run_seconds=result.wall_seconds,
     )
     if result.personas or result.failure == FailureKind.INVALID_PERSONAS:
-        checked = check_personas(result.personas, space)
+        records = result.personas
+        if assessor is not None and assessor.method != "explicit":
+            measured = assessor.measure(records, space, seed=seed)
+            records, evaluation.assessment = measured.records, measured.summary
+        start = time.perf_counter()
+        checked = check_personas(records, space)
+        validate_seconds = time.perf_counter() - start
         evaluation.report = score(checked, space, reference=reference, seed=seed, n_probes=n_probes)
+        evaluation.report.seconds["validate"] = round(validate_seconds, 4)
         if result.ok and not checked.valid:
             evaluation.ok = False
             evaluation.failure = str(FailureKind.INVALID_PERSONAS)
@@ -125,17 +170,49 @@ def evaluate_programs(
     workers: int = 1,
     limits: SandboxLimits | None = None,
     n_probes: int = 10_000,
+    llm: LLM | None = None,
+    assess: str | Assessor = "explicit",
+    sampling: SamplingParams | None = None,
 ) -> list[Evaluation]:
     """Run and score programs (paths, sources or loaded programs), in order.
 
     A program that fails the static contract check is reported as such without running.
-    Runs go through ``sandbox`` (or a temporary one with ``workers`` workers)."""
+    Runs go through ``sandbox`` (or a temporary one with ``workers`` workers). With
+    ``llm``, each program gets it as ``llm`` (a :class:`ProgramLLM` with ``sampling``, else
+    the client's ``default_params``, as its defaults, through the sandbox's proxy) and
+    each evaluation records the calls it cost, its program's and its assessment's.
+    ``assess`` names how positions are measured (``explicit``, ``embedding``,
+    ``questionnaire``: needs ``llm``) or is an :class:`Assessor`."""
+    if isinstance(assess, str):
+        check_assessable(space, assess)
+        assessor = make_assessor(assess, llm=llm)
+    else:
+        assessor = assess
     loaded = [p if isinstance(p, GeneratorProgram) else load_program(p) for p in programs]
     view = generator_space(space, reference, seed=seed)
-    jobs = [Job(program=p, space=view, n=n, seed=seed, limits=limits) for p in loaded]
+    metered = [MeteredLLM(llm) if llm is not None else None for _ in loaded]
+    jobs = [
+        Job(
+            program=p,
+            space=view,
+            n=n,
+            seed=seed,
+            limits=limits,
+            llm=ProgramLLM(m, sampling or llm.default_params) if m is not None else None,
+        )
+        for p, m in zip(loaded, metered, strict=True)
+    ]
     if sandbox is None:
         with Sandbox(workers=workers, limits=limits or SandboxLimits()) as own:
             results = own.map(jobs)
     else:
         results = sandbox.map(jobs)
-    return [score_run(r, space, reference, seed, n_probes) for r in results]
+    evaluations = []
+    for result, program_llm in zip(results, metered, strict=True):
+        before = llm.usage_snapshot() if llm is not None else None
+        evaluation = score_run(result, space, reference, seed, n_probes, assessor)
+        if llm is not None and program_llm is not None:
+            spent = llm.usage_snapshot() - before  # the assessment's calls
+            evaluation.llm_usage = program_llm.usage_snapshot() + spent
+        evaluations.append(evaluation)
+    return evaluations

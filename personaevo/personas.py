@@ -69,6 +69,16 @@ class Malformed:
 
 
 @dataclass
+class Unmeasured:
+    """A persona whose traits an assessor could not measure (no text, unreadable
+    answers); counted invalid with the reason ``unmeasured: <kind>: <detail>``."""
+
+    id: str | None
+    kind: str
+    detail: str = ""
+
+
+@dataclass
 class CheckedPopulation:
     """The outcome of validating records against a space."""
 
@@ -106,12 +116,14 @@ def reason_kind(reason: str) -> str:
     for prefix in ("unknown axis", "missing axis", "malformed"):
         if reason.startswith(prefix):
             return prefix
+    if reason.startswith("unmeasured: "):
+        return ": ".join(reason.split(": ")[:2])
     detail = reason.split(": ", 1)[-1]
     return next((k for k in _REASON_KINDS if detail.startswith(k)), re.sub(r"'.*", "", reason))
 
 
 def check_personas(
-    records: Iterable[Persona | dict | Malformed], space: TraitSpace
+    records: Iterable[Persona | dict | Malformed | Unmeasured], space: TraitSpace
 ) -> CheckedPopulation:
     """Validate records against ``space``: schema, every axis present and in range,
     no unknown axes, constraints satisfied.
@@ -151,6 +163,9 @@ def _as_persona(record: Any) -> tuple[Persona | None, str]:
         return record, ""
     if isinstance(record, Malformed):
         return None, f"malformed: {record.reason}"
+    if isinstance(record, Unmeasured):
+        detail = f": {record.detail}" if record.detail else ""
+        return None, f"unmeasured: {record.kind}{detail}"
     if (
         isinstance(record, dict)
         and record.keys() == _PLAIN_KEYS
@@ -167,7 +182,7 @@ def _as_persona(record: Any) -> tuple[Persona | None, str]:
 
 
 def _record_id(record: Any) -> str | None:
-    if isinstance(record, Persona):
+    if isinstance(record, Persona | Unmeasured):
         return record.id
     raw = record.get("id") if isinstance(record, dict) else None
     return None if raw is None else str(raw)

@@ -7,7 +7,10 @@ Python. It has
 * ``axes``: continuous (``low``/``high`` bounds), ordinal (ordered ``levels``) or
   categorical (unordered ``choices``), each with a description and low/high anchor
   texts for prompts, an optional ``bins`` count for the cell grid and an optional
-  declared ``marginal`` distribution (used as a synthetic reference population);
+  declared ``marginal`` distribution (used as a synthetic reference population).
+  Ordered axes may list Likert ``items`` (some ``reverse``-keyed) and categorical axes
+  ``value_anchors`` (a text per choice): what the assessors of free-text personas
+  measure against (:mod:`personaevo.assess`);
 * ``constraints``: feasibility rules in a small declarative form, never ``eval``::
 
       - name: minors_do_not_work
@@ -100,11 +103,29 @@ class DiscreteMarginal(_Strict):
     weights: dict[str, float]
 
 
+class LikertItem(_Strict):
+    """A statement a persona rates from 1 (strongly disagree) to 5 (strongly agree); the
+    questionnaire assessor (:mod:`personaevo.assess.questionnaire`) averages an axis's
+    items. ``reverse``: agreeing means a *low* position, so the answer ``x`` scores
+    ``6 - x``. In a file an item is ``{text: ..., reverse: true}`` or just its text."""
+
+    text: str = Field(min_length=1)
+    reverse: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, data: Any) -> Any:
+        return {"text": data} if isinstance(data, str) else data
+
+
 class _AxisBase(_Strict):
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     description: str = ""
     low_anchor: str = ""
     high_anchor: str = ""
+    items: list[LikertItem] = Field(
+        default=[], description="Likert items for questionnaire assessment (ordered axes)."
+    )
 
 
 class ContinuousAxis(_AxisBase):
@@ -189,10 +210,25 @@ class CategoricalAxis(_DiscreteAxis):
 
     kind: Literal["categorical"] = "categorical"
     choices: list[str]
+    value_anchors: dict[str, str] = Field(
+        default={}, description="Text describing a choice (embedding assessment), by choice."
+    )
 
     @property
     def values(self) -> list[Level]:
         return list(self.choices)
+
+    @model_validator(mode="after")
+    def _categorical_extras(self) -> CategoricalAxis:
+        if self.items:
+            raise ValueError(
+                "Likert items need an ordered axis (continuous or ordinal); a questionnaire "
+                "keeps a categorical axis's declared value"
+            )
+        unknown = sorted(set(self.value_anchors) - set(self.choices))
+        if unknown:
+            raise ValueError(f"value_anchors name unknown choices {unknown}")
+        return self
 
 
 Axis = Annotated[ContinuousAxis | OrdinalAxis | CategoricalAxis, Field(discriminator="kind")]

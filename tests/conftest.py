@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from personaevo.reference import ReferencePopulation
@@ -58,3 +60,28 @@ def big_five() -> TraitSpace:
 @pytest.fixture(scope="session")
 def bfi_reference(big_five) -> ReferencePopulation:
     return ReferencePopulation.default_for(big_five)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """The project's tiny model, built once per test session with the default recipe through
+    ``personaevo tiny-model build`` (or ``$PERSONAEVO_TINY_MODEL`` when that is a model
+    folder). Exported as ``PERSONAEVO_TINY_MODEL`` so subprocesses, Ray workers and
+    ``LLMConfig(backend="tiny")`` use the same model."""
+    import os
+
+    from personaevo.cli import main
+    from personaevo.llm.tiny import is_model_folder
+
+    given = os.environ.get("PERSONAEVO_TINY_MODEL")
+    if given and is_model_folder(Path(given)):
+        yield Path(given)
+        return
+    out = tmp_path_factory.mktemp("tiny") / "model"
+    assert main(["tiny-model", "build", "--out", str(out)]) == 0
+    os.environ["PERSONAEVO_TINY_MODEL"] = str(out)
+    yield out
+    if given is None:
+        os.environ.pop("PERSONAEVO_TINY_MODEL", None)
+    else:
+        os.environ["PERSONAEVO_TINY_MODEL"] = given

@@ -10,7 +10,16 @@ from personaevo.programs import check_contract
 from personaevo.reference import ReferencePopulation
 from personaevo.sandbox import Sandbox, SandboxLimits
 
-SEEDS = ["density_matched", "pairwise", "sobol", "stratified_extremes", "uniform"]
+SEEDS = [
+    "density_matched",
+    "llm_two_stage",
+    "pairwise",
+    "phrase_bank",
+    "phrase_sobol",
+    "sobol",
+    "stratified_extremes",
+    "uniform",
+]
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import sys
 
 from personaevo.errors import InputError
 
-COMMANDS: tuple[str, ...] = ("spaces", "scoring", "evolve")
+COMMANDS: tuple[str, ...] = ("spaces", "scoring", "evolve", "llm", "export", "report", "simulator")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,5 @@
-"""Helpers the command modules share: the console, reference options, JSON output."""
+"""Helpers the command modules share: the console, reference, language-model and
+assessment options, JSON output."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from pathlib import Path
 
 from rich.console import Console
 
+from personaevo.assess.base import ASSESS_METHODS
 from personaevo.errors import InputError
+from personaevo.llm.config import LLMConfig
 from personaevo.reference import ReferencePopulation
 
 # Wide enough for side-by-side tables when output is a file or a pipe.
@@ -55,3 +58,41 @@ def reference_from_args(args: argparse.Namespace, space) -> ReferencePopulation 
 
 def write_json(path: str, payload: dict) -> None:
     Path(path).write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def add_llm_options(parser: argparse.ArgumentParser) -> None:
+    """``--llm SPEC``, ``--llm-model NAME`` and ``--llm-record FILE`` (see
+    :func:`llm_config_from_args`)."""
+    group = parser.add_argument_group("language model")
+    group.add_argument(
+        "--llm",
+        dest="llm_spec",
+        metavar="SPEC",
+        help="tiny | transformers:PATH | openai:URL | vllm:PATH | replay:FILE.jsonl",
+    )
+    group.add_argument(
+        "--llm-model", metavar="NAME", help="served model name (openai:URL backends)"
+    )
+    group.add_argument(
+        "--llm-record", metavar="FILE.jsonl", help="append every model call to this cassette"
+    )
+
+
+def llm_config_from_args(args: argparse.Namespace) -> LLMConfig | None:
+    """The :class:`LLMConfig` the options name, or None without ``--llm``."""
+    if not args.llm_spec:
+        if args.llm_model or args.llm_record:
+            raise InputError("--llm-model and --llm-record need --llm SPEC")
+        return None
+    return LLMConfig(backend=args.llm_spec, model=args.llm_model, record=args.llm_record)
+
+
+def add_assess_option(parser: argparse.ArgumentParser, default: str | None = "explicit") -> None:
+    parser.add_argument(
+        "--assess",
+        choices=ASSESS_METHODS,
+        default=default,
+        help="how positions are read: the declared traits (explicit), an LLM answering the "
+        "space's Likert items in persona (questionnaire; default model: tiny), or text "
+        "embeddings against the axes' anchor texts (embedding)",
+    )

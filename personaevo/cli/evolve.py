@@ -8,7 +8,12 @@ from pathlib import Path
 from rich.live import Live
 from rich.panel import Panel
 
-from personaevo.cli._common import console
+from personaevo.cli._common import (
+    add_assess_option,
+    add_llm_options,
+    console,
+    llm_config_from_args,
+)
 from personaevo.tables import report_table
 
 
@@ -24,6 +29,9 @@ def cmd_evolve(args: argparse.Namespace) -> int:
             for key, value in vars(args).items()
             if key in EvolveConfig.model_fields and value not in (None, [])
         }
+        llm = llm_config_from_args(args)
+        if llm is not None:
+            overrides["llm"] = llm
         config = config.model_validate({**config.model_dump(), **overrides})
     if console.is_terminal:  # a live panel; plain log lines when output is not a terminal
         with Live(console=console, refresh_per_second=4) as live:
@@ -68,4 +76,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--seed", type=int)
     ev.add_argument("--n", type=int, help="personas per evaluation")
     ev.add_argument("--out", help="run directory")
+    add_assess_option(ev, default=None)
+    add_llm_options(ev)
+    ev.add_argument(
+        "--llm-mutation-rate",
+        dest="llm_mutation_rate",
+        type=float,
+        metavar="RATE",
+        help="share of mutations the language model makes when --llm is given (default 0.5)",
+    )
     ev.set_defaults(func=cmd_evolve)

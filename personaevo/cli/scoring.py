@@ -5,32 +5,84 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from personaevo.assess import AssessmentSummary, check_assessable, make_assessor
+from personaevo.assess.base import measured_rows
 from personaevo.cli._common import (
+    add_assess_option,
+    add_llm_options,
     add_reference_options,
     console,
+    llm_config_from_args,
     reference_from_args,
     write_json,
 )
 from personaevo.errors import InputError
 from personaevo.evaluate import evaluate_programs, seed_generator_paths
+from personaevo.llm.base import LLM
+from personaevo.llm.config import LLMConfig
 from personaevo.metrics import score
-from personaevo.personas import read_persona_records
+from personaevo.personas import read_persona_records, write_personas
 from personaevo.sandbox import SandboxLimits
 from personaevo.spaces import resolve_space
 from personaevo.tables import report_table
 
 
+def _open_llm(args: argparse.Namespace) -> LLM | None:
+    """The model the options name; the tiny one when a questionnaire needs one and none
+    is named; None otherwise."""
+    config = llm_config_from_args(args)
+    if config is None and args.assess == "questionnaire":
+        config = LLMConfig()
+    if config is None:
+        return None
+    from personaevo.llm.factory import build_llm
+
+    return build_llm(config)
+
+
+def _print_assessment(label: str, summary: AssessmentSummary | None) -> None:
+    if summary is None:
+        return
+    line = f"{label}: {summary.method} measured {summary.measured} of {summary.personas}"
+    if summary.unmeasured:
+        line += f" (unmeasured: {summary.unmeasured})"
+    if "parse_rate" in summary.detail:
+        line += f", answers parsed {summary.detail['parse_rate']:.1%}"
+    if summary.detail.get("error"):
+        line += f", model error: {summary.detail['error']}"
+    console.print(line + f", {summary.seconds:.1f} s")
+
+
 def cmd_score_personas(args: argparse.Namespace) -> int:
     space = resolve_space(args.space)
+    check_assessable(space, args.assess)
     reference = reference_from_args(args, space)
     records = read_persona_records(args.file)
+    llm = _open_llm(args)
+    try:
+        summary = None
+        if args.assess != "explicit":
+            measured = make_assessor(args.assess, llm=llm).measure(records, space, seed=args.seed)
+            records, summary = measured.records, measured.summary
+            if args.measured:
+                write_personas(args.measured, measured_rows(measured))
+    finally:
+        if llm is not None:
+            llm.close()
     report = score(records, space, reference=reference, seed=args.seed, n_probes=args.probes)
-    console.print(report_table({Path(args.file).name: report}, title=f"space {space.name}"))
+    title = f"space {space.name}, positions: {args.assess}"
+    console.print(report_table({Path(args.file).name: report}, title=title))
+    _print_assessment(Path(args.file).name, summary)
     if report.invalid_reasons:
         console.print(f"invalid personas by reason: {report.invalid_reasons}")
     if args.json:
-        write_json(args.json, report.model_dump(mode="json"))
+        payload = report.model_dump(mode="json")
+        if summary is not None:
+            payload["assessment"] = summary.model_dump(mode="json")
+        write_json(args.json, payload)
         console.print(f"report written to {args.json}")
+    if args.measured and summary is not None:
+        console.print(f"measured personas written to {args.measured}")
     return 0
 
 
@@ -51,27 +103,45 @@ def cmd_reference(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     space = resolve_space(args.space)
     reference = reference_from_args(args, space)
-    programs = [Path(p) for p in args.programs] or seed_generator_paths()
+    programs = [Path(p) for p in args.programs] or seed_generator_paths(args.assess)
     for path in programs:
         if not path.is_file():
             raise InputError(f"{path}: no such program file")
     limits = SandboxLimits(wall_seconds=args.timeout, cpu_seconds=args.timeout)
-    evaluations = evaluate_programs(
-        programs,
-        space,
-        n=args.n,
-        seed=args.seed,
-        reference=reference,
-        workers=args.workers,
-        limits=limits,
-        n_probes=args.probes,
-    )
+    check_assessable(space, args.assess)
+    llm = _open_llm(args)
+    try:
+        evaluations = evaluate_programs(
+            programs,
+            space,
+            n=args.n,
+            seed=args.seed,
+            reference=reference,
+            workers=args.workers,
+            limits=limits,
+            n_probes=args.probes,
+            llm=llm,
+            assess=args.assess,
+        )
+    finally:
+        if llm is not None:
+            llm.close()
     labels = [_label(path, programs) for path in programs]
     reports = {label: e.report for label, e in zip(labels, evaluations, strict=True)}
     status = {label: e.failure or "ok" for label, e in zip(labels, evaluations, strict=True)}
     source = reference.summary.source if reference else "none"
     title = f"{space.name}: n={args.n}, seed={args.seed}, reference: {source}"
+    if args.assess != "explicit":
+        title += f", positions: {args.assess}"
     console.print(report_table(reports, title=title, status=status))
+    for label, e in zip(labels, evaluations, strict=True):
+        _print_assessment(label, e.assessment)
+        if e.llm_usage is not None and e.llm_usage.calls:
+            u = e.llm_usage
+            console.print(
+                f"{label}: language model {u.calls} calls, {u.requests} requests, "
+                f"{u.prompt_tokens} + {u.completion_tokens} tokens, {u.seconds:.1f} s"
+            )
     for label, e in zip(labels, evaluations, strict=True):
         if not e.ok:
             console.print(f"[bold]{label}[/bold] failed ({e.failure}): {e.message}")
@@ -100,6 +170,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     sp.add_argument("--json", metavar="OUT", help="write the full report as JSON")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--probes", type=int, default=10_000, help="MC coverage probe points")
+    add_assess_option(sp)
+    sp.add_argument(
+        "--measured",
+        metavar="OUT.jsonl",
+        help="write each persona with its measured traits (text assessments)",
+    )
+    add_llm_options(sp)
     add_reference_options(sp)
     sp.set_defaults(func=cmd_score_personas)
 
@@ -122,5 +199,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     sc.add_argument("--timeout", type=float, default=60.0, help="wall and CPU seconds per program")
     sc.add_argument("--probes", type=int, default=10_000, help="MC coverage probe points")
     sc.add_argument("--json", metavar="OUT", help="write every evaluation as JSON")
+    add_assess_option(sc)
+    add_llm_options(sc)
     add_reference_options(sc)
     sc.set_defaults(func=cmd_score)

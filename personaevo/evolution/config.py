@@ -65,6 +65,16 @@ class EvolveConfig(BaseModel):
     llm_directives: list[str] = Field(
         [], description="Mutation directives for the LLM; empty means the built-in list."
     )
+    llm_full_rewrite_rate: float = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="Share of LLM mutations asked for a full rewrite instead of "
+        "SEARCH/REPLACE edits.",
+    )
+    llm_mutation_max_tokens: int = Field(
+        2048, ge=1, description="New tokens per LLM mutation reply (a rewrite holds a program)."
+    )
     out: str = Field("", description="Run directory; empty means runs/run-YYYYmmdd-HHMMSS.")
 
     def resolved_objectives(self, has_reference: bool) -> list[str]:

@@ -4,11 +4,16 @@ Each generation, every island makes ``population`` children (crossover with prob
 ``crossover_rate``, otherwise mutation; see :mod:`personaevo.operators`), the children
 not already in the evaluation cache (keyed by AST hash; space, n and seed are fixed per
 run) are evaluated in one parallel batch, and the island keeps the best ``population`` of
-parents and children by NSGA-II. Every ``migration_interval`` generations the islands
-send ``migrants`` individuals round the ring (``deap.tools.migRing``). A Pareto front
-over all islands is the hall of fame. All randomness comes from one seeded numpy
-generator whose state is checkpointed every generation, so a run resumed after a crash
-ends where an uninterrupted one does, whatever the number of workers.
+parents and children by NSGA-II. With a language model, a share ``llm_mutation_rate`` of
+the mutations is made by :class:`~personaevo.operators.llm.LLMMutation`: the loop collects
+every such request of the generation (all islands) and sends them as one batched call
+(plus one for the retries); a request that yields no child is replaced by an AST mutant,
+so every island still gets ``population`` children. Every ``migration_interval``
+generations the islands send ``migrants`` individuals round the ring
+(``deap.tools.migRing``). A Pareto front over all islands is the hall of fame. All
+randomness comes from one seeded numpy generator whose state is checkpointed every
+generation, so a run resumed after a crash ends where an uninterrupted one does, whatever
+the number of workers.
 """
 
 from __future__ import annotations
@@ -23,8 +28,11 @@ import numpy as np
 from deap import base, tools
 
 from personaevo.evaluate import Evaluation
+from personaevo.llm.base import Usage
 from personaevo.metrics import ScoreReport
 from personaevo.operators import crossover, mutate
+from personaevo.operators.llm import LLMMutation
+from personaevo.operators.llm_prompt import Candidate
 from personaevo.programs import ast_hash
 
 
@@ -74,7 +82,13 @@ class Evolution:
 
     ``evaluate`` maps ``[(key, source, name)]`` to ``{key: Evaluation}`` (e.g. a
     :class:`~personaevo.evolution.evaluator.RayEvaluator`); ``on_evaluated`` is called
-    for each new evaluation with its individual (the run directory records it)."""
+    for each new evaluation with its individual (the run directory records it).
+    ``llm_mutation`` (with ``llm_mutation_rate`` > 0) adds LLM-driven mutation.
+
+    Language-model accounting: ``llm_usage["mutation"]`` sums the operator's calls,
+    ``llm_usage["evaluation"]`` the ``llm_usage`` of every new evaluation; the logbook
+    records their cumulative sum (``llm``) and the LLM mutation outcomes
+    (``llm_mutation``) every generation."""
 
     def __init__(
         self,
@@ -87,6 +101,8 @@ class Evolution:
         seed: int,
         evaluate: Callable[[list[tuple[str, str, str]]], dict[str, Evaluation]],
         on_evaluated: Callable[[Individual, Evaluation, int, int], None] | None = None,
+        llm_mutation: LLMMutation | None = None,
+        llm_mutation_rate: float = 0.0,
     ) -> None:
         self.objectives = objectives
         self.population = population
@@ -109,6 +125,10 @@ class Evolution:
         self.evaluations = 0
         self.logbook = tools.Logbook()
         self.seeds: list[Individual] = []
+        self.llm_mutation = llm_mutation if llm_mutation_rate > 0 else None
+        self.llm_mutation_rate = llm_mutation_rate
+        self.llm_usage = {"mutation": Usage(), "evaluation": Usage()}
+        self.llm_error = ""  # the last failed model call of the mutation operator
 
     # ---------------------------------------------------------------- helpers
 
@@ -130,6 +150,8 @@ class Evolution:
                 evaluation = results[ind.key]
                 self.cache[ind.key] = evaluation
                 self.evaluations += 1
+                if evaluation.llm_usage is not None:
+                    self.llm_usage["evaluation"] += evaluation.llm_usage
                 if not evaluation.ok:
                     self.failures[evaluation.failure or "unknown"] += 1
                 self.on_evaluated(ind, evaluation, generation, home[ind.key])
@@ -179,11 +201,21 @@ class Evolution:
             result.child_hash,
         )
 
-    def _children(self, island: list[Individual]) -> list[Individual]:
+    def _children(
+        self,
+        island: list[Individual],
+        wanted: int,
+        present: set[str],
+        llm_parents: list[Individual] | None = None,
+    ) -> list[Individual]:
+        """Up to ``wanted`` new children (keys not in ``present``, which is updated).
+        With ``llm_parents``, a mutation goes to the language model with probability
+        ``llm_mutation_rate``: its parent is appended there and takes a child's place,
+        to be filled after the generation's batched call."""
         children: list[Individual] = []
-        present = {ind.key for ind in island}
         attempts = 0
-        while len(children) < self.population and attempts < 20 * self.population:
+        deferred = 0
+        while len(children) + deferred < wanted and attempts < 20 * wanted:
             attempts += 1
             if self.rng.random() < self.crossover_rate and len(island) > 1:
                 i, j = self.rng.choice(len(island), size=2, replace=False)
@@ -203,20 +235,85 @@ class Evolution:
                             )
                         )
             else:
-                child = self._mutant(island[int(self.rng.integers(len(island)))])
+                parent = island[int(self.rng.integers(len(island)))]
+                if llm_parents is not None and self.rng.random() < self.llm_mutation_rate:
+                    llm_parents.append(parent)
+                    deferred += 1
+                    continue
+                child = self._mutant(parent)
                 made = [child] if child is not None else []
             for child in made:
-                if child.key not in present and len(children) < self.population:
+                if child.key not in present and len(children) + deferred < wanted:
                     present.add(child.key)
                     children.append(child)
         return children
+
+    def _candidate(self, ind: Individual) -> Candidate:
+        return Candidate(ind.key, ind.name, ind.source, self.cache.get(ind.key))
+
+    def _llm_children(
+        self, requests: list[tuple[int, Individual]], presents: list[set[str]]
+    ) -> list[list[Individual]]:
+        """The language model's children per island: one batched call for every request
+        of the generation; outcomes and usage are counted."""
+        assert self.llm_mutation is not None
+        out: list[list[Individual]] = [[] for _ in self.islands]
+        front = [self._candidate(ind) for ind in self.front]
+        batch = self.llm_mutation.mutate_batch(
+            [self._candidate(parent) for _, parent in requests], front, self.rng
+        )
+        self.llm_usage["mutation"] += batch.usage
+        for (island, parent), child in zip(requests, batch.children, strict=True):
+            outcome = child.outcome
+            if outcome == "llm_error":
+                self.llm_error = child.error
+            result = child.result
+            if result is not None and result.ok:
+                if result.child_hash in presents[island]:
+                    outcome = "duplicate"
+                else:
+                    presents[island].add(result.child_hash)
+                    out[island].append(
+                        Individual(
+                            result.source,
+                            f"llm-{result.child_hash[:8]}",
+                            "llm",
+                            [parent.key],
+                            len(self.objectives),
+                            result.child_hash,
+                        )
+                    )
+            self.variation[("llm", outcome)] += 1
+        return out
+
+    def llm_outcomes(self) -> dict[str, int]:
+        """LLM mutation outcomes so far (see :data:`personaevo.operators.llm.OUTCOMES`,
+        plus ``duplicate``: a child already in its island)."""
+        return {o: c for (op, o), c in sorted(self.variation.items()) if op == "llm"}
+
+    def llm_total(self) -> Usage:
+        """Language-model use so far: mutation plus evaluation."""
+        return self.llm_usage["mutation"] + self.llm_usage["evaluation"]
 
     # ------------------------------------------------------------------- step
 
     def step(self) -> None:
         """One generation on every island, then migration, front and logbook."""
         self.generation += 1
-        offspring = [self._children(island) for island in self.islands]
+        requests: list[tuple[int, Individual]] = []
+        presents = [{ind.key for ind in island} for island in self.islands]
+        offspring = []
+        for i, island in enumerate(self.islands):
+            asked: list[Individual] | None = [] if self.llm_mutation is not None else None
+            offspring.append(self._children(island, self.population, presents[i], asked))
+            requests += [(i, parent) for parent in asked or []]
+        if requests:
+            made = self._llm_children(requests, presents)
+            for i, island in enumerate(self.islands):
+                offspring[i] += made[i]
+                missing = self.population - len(offspring[i])
+                if missing > 0:  # LLM requests without a child: AST mutants instead
+                    offspring[i] += self._children(island, missing, presents[i])
         batch = [child for children in offspring for child in children]
         homes = [i for i, children in enumerate(offspring) for _ in children]
         self._assign(batch, self.generation, homes)
@@ -238,7 +335,12 @@ class Evolution:
             gen=self.generation,
             evals=self.evaluations,
             front=len(self.front),
-            failures=dict(self.failures),
             time=time.time(),
             **stats.compile(everyone),
+        )
+        # Logbook.record would move dict values into chapters, out of the row
+        self.logbook[-1].update(
+            failures=dict(self.failures),
+            llm={k: round(v, 3) if isinstance(v, float) else v for k, v in self.llm_total()},
+            llm_mutation=self.llm_outcomes(),
         )

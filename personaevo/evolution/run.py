@@ -8,6 +8,8 @@ A run directory holds::
     logbook.jsonl         one line per generation (DEAP Logbook records)
     front/*.py            the current Pareto front as standalone programs
     checkpoint.json       populations, front, RNG state and counters after the last generation
+    llm_usage.json        language-model use (mutation, evaluation, total) and the LLM
+                          mutation outcomes, after the last generation
 
 ``evaluations.jsonl`` is also the evaluation cache: a resumed run re-reads it, so no
 program is evaluated twice, including those of a generation interrupted by ``kill -9``.
@@ -28,6 +30,8 @@ from personaevo.evaluate import Evaluation, seed_generator_paths
 from personaevo.evolution.config import EvolveConfig
 from personaevo.evolution.evaluator import RayEvaluator
 from personaevo.evolution.loop import Evolution, Individual
+from personaevo.llm.base import LLM, Usage
+from personaevo.operators.llm import LLMMutation
 from personaevo.programs import load_program
 from personaevo.reference import ReferencePopulation
 from personaevo.spaces import resolve_space
@@ -106,6 +110,7 @@ class RunDirectory:
             "failures": dict(evo.failures),
             "evaluations": evo.evaluations,
             "logbook": list(evo.logbook),
+            "llm_usage": {part: usage.model_dump() for part, usage in evo.llm_usage.items()},
         }
         with (self.path / "logbook.jsonl").open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(evo.logbook[-1]) + "\n")
@@ -115,6 +120,7 @@ class RunDirectory:
         front_dir.mkdir()
         for ind in evo.front:
             shutil.copy(self.programs / f"{ind.key}.py", front_dir / f"{ind.name}.py")
+        _atomic_write(self.path / "llm_usage.json", json.dumps(llm_report(evo), indent=2))
         _atomic_write(self.path / "checkpoint.json", json.dumps(state))
 
     def restore(self, evo: Evolution) -> None:
@@ -136,17 +142,58 @@ class RunDirectory:
         evo.variation = Counter({(op, outcome): c for op, outcome, c in state["variation"]})
         evo.failures = Counter(state["failures"])
         evo.evaluations = state["evaluations"]
-        for record in state["logbook"]:
-            evo.logbook.record(**record)
+        # Mutation use is known only to the driver, so it comes from the checkpoint; the
+        # evaluations' use is summed over the cache, which also holds the evaluations of a
+        # generation cut short after the last checkpoint (they are not run again).
+        evo.llm_usage["mutation"] = Usage.model_validate(
+            state.get("llm_usage", {}).get("mutation", {})
+        )
+        evo.llm_usage["evaluation"] = sum(
+            (e.llm_usage for e in evo.cache.values() if e.llm_usage is not None), Usage()
+        )
+        evo.logbook.extend(state["logbook"])  # rows as saved (record() would split dicts)
         evo.set_fitness([*evo.seeds, *front, *(i for island in evo.islands for i in island)])
         evo.front.update(front)
 
 
+def llm_report(evo: Evolution) -> dict:
+    """What ``llm_usage.json`` holds: usage by part and in total (calls, requests, prompt
+    and completion tokens, seconds), and the LLM mutation outcomes."""
+    return {
+        "generation": evo.generation,
+        "model": evo.llm_mutation.llm.name if evo.llm_mutation is not None else None,
+        "mutation": evo.llm_usage["mutation"].model_dump(),
+        "evaluation": evo.llm_usage["evaluation"].model_dump(),
+        "total": evo.llm_total().model_dump(),
+        "mutation_outcomes": evo.llm_outcomes(),
+        "last_error": evo.llm_error,
+    }
+
+
+def _driver_llm(config: EvolveConfig, llm: LLM | None) -> tuple[LLM | None, bool]:
+    """The mutation operator's model: the one passed in, or one built from the config
+    (then owned, and closed at the end); none when LLM mutation is off."""
+    if llm is not None:
+        return llm, False
+    if config.llm is None or config.llm_mutation_rate <= 0:
+        return None, False
+    from personaevo.llm.factory import build_llm
+
+    return build_llm(config.llm), True
+
+
 def run_evolution(
-    config: EvolveConfig, resume: bool = False, log: Callable[[str], None] = print
+    config: EvolveConfig,
+    resume: bool = False,
+    log: Callable[[str], None] = print,
+    llm: LLM | None = None,
 ) -> tuple[Evolution, RunDirectory, list]:
     """Run (or resume) an evolution; returns the final state, its directory and the
-    space/reference used (for reporting)."""
+    space/reference used (for reporting).
+
+    ``llm`` is the language model of the LLM mutation (the caller keeps ownership);
+    without it, one is built from ``config.llm`` when ``config.llm_mutation_rate`` > 0
+    and closed when the run ends."""
     if not config.out:
         config = config.model_copy(update={"out": time.strftime("runs/run-%Y%m%d-%H%M%S")})
     rundir = RunDirectory(config.out)
@@ -160,9 +207,22 @@ def run_evolution(
     else:
         reference = None
     objectives = config.resolved_objectives(reference is not None)
-    seeds = [Path(p) for p in config.seeds] or seed_generator_paths()
+    seeds = [Path(p) for p in config.seeds] or seed_generator_paths(config.assess)
     programs = [load_program(p) for p in seeds]
     evaluator = RayEvaluator.from_config(config, space, reference)
+    model, owned = _driver_llm(config, llm)
+    operator = None
+    if model is not None:
+        operator = LLMMutation(
+            model,
+            space,
+            reference,
+            objectives,
+            directives=config.llm_directives,
+            full_rewrite_rate=config.llm_full_rewrite_rate,
+            params=config.llm.sampling if config.llm is not None else None,
+            max_tokens=config.llm_mutation_max_tokens,
+        )
     evo = Evolution(
         objectives,
         config.population,
@@ -173,9 +233,11 @@ def run_evolution(
         config.seed,
         evaluator.evaluate,
         on_evaluated=rundir.record,
+        llm_mutation=operator,
+        llm_mutation_rate=config.llm_mutation_rate if operator is not None else 0.0,
     )
-    evaluator.start()
     try:
+        evaluator.start()
         started = time.monotonic()
         if resume:
             rundir.restore(evo)
@@ -191,6 +253,8 @@ def run_evolution(
             log(_progress_line(evo, config, started))
     finally:
         evaluator.close()
+        if owned and model is not None:
+            model.close()
     return evo, rundir, [space, reference]
 
 
@@ -202,7 +266,28 @@ def _progress_line(evo: Evolution, config: EvolveConfig, started: float) -> str:
     eta = elapsed / max(evo.generation, 1) * remaining
     bests = ", ".join(f"{name}={abs(v):.4g}" for name, v in zip(evo.objectives, best, strict=True))
     failures = dict(evo.failures) or "none"
-    return (
+    line = (
         f"gen {evo.generation}/{config.generations}  evals {evo.evaluations} ({rate:.1f}/s)  "
         f"front {len(evo.front)}  best: {bests}  failures: {failures}  ETA {eta:.0f} s"
     )
+    total = evo.llm_total()
+    if evo.llm_mutation is not None or total.calls:
+        line += f"\n{llm_line(total, evo.llm_outcomes())}"
+        if evo.llm_error:
+            line += f"\nlast LLM error: {evo.llm_error[:200]}"
+    return line
+
+
+def llm_line(total: Usage, outcomes: dict[str, int]) -> str:
+    """``llm: 120 calls, 45k tokens, 33 s; mutations 12/20 applied`` (cumulative)."""
+    tokens = total.prompt_tokens + total.completion_tokens
+    shown = f"{tokens / 1000:.1f}k" if tokens >= 1000 else str(tokens)
+    line = f"llm: {total.calls} calls, {shown} tokens, {total.seconds:.0f} s"
+    asked = sum(outcomes.values())
+    if asked:
+        applied = outcomes.get("applied", 0) + outcomes.get("applied_after_retry", 0)
+        failed = ", ".join(
+            f"{k} {v}" for k, v in outcomes.items() if not k.startswith("applied") and v
+        )
+        line += f"; mutations {applied}/{asked} applied" + (f" ({failed})" if failed else "")
+    return line

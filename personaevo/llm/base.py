@@ -24,6 +24,7 @@ __all__ = [
     "LLM",
     "Completion",
     "Conversation",
+    "LLMError",
     "Message",
     "ProgramLLM",
     "SamplingParams",
@@ -66,14 +67,22 @@ class Completion(BaseModel):
     finish_reason: Literal["stop", "length"] = "stop"
 
 
+class LLMError(RuntimeError):
+    """A backend could not answer (unreachable server, unknown model, engine failure, a
+    request missing from a replay cassette). The message names the backend or file."""
+
+
 class Usage(BaseModel):
-    """Running totals of a client's calls (one batch is one call)."""
+    """Running totals of a client's calls (one batch is one call). ``failed_calls`` counts
+    calls that raised; their requests and tokens are not counted. Read a consistent copy with
+    :meth:`LLM.usage_snapshot`; ``later - earlier`` is the usage in between."""
 
     calls: int = 0
     requests: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds: float = 0.0
+    failed_calls: int = 0
 
     def add(self, completions: Sequence[Completion], seconds: float) -> None:
         self.calls += 1
@@ -87,35 +96,51 @@ class Usage(BaseModel):
             **{name: getattr(self, name) + getattr(other, name) for name in Usage.model_fields}
         )
 
+    def __sub__(self, other: Usage) -> Usage:
+        return Usage(
+            **{name: getattr(self, name) - getattr(other, name) for name in Usage.model_fields}
+        )
+
 
 class LLM(ABC):
     """A language-model client. Subclasses implement ``_chat`` and ``_complete``.
 
     ``name`` says what it is (``"transformers:/models/tiny"``, ``"openai:http://…"``); it
-    is recorded with runs and cassettes.
+    is recorded with runs and cassettes. ``default_params`` are used by calls that pass no
+    :class:`SamplingParams` (``build_llm`` sets them from the configuration's ``sampling``).
     """
 
     name: str = "llm"
 
     def __init__(self) -> None:
         self.usage = Usage()
+        self.default_params = SamplingParams()
         self._usage_lock = threading.Lock()
+
+    def usage_snapshot(self) -> Usage:
+        """A copy of :attr:`usage` taken under its lock (safe while other threads call)."""
+        with self._usage_lock:
+            return self.usage.model_copy()
 
     def chat(
         self, conversations: Sequence[Conversation], params: SamplingParams | None = None
     ) -> list[Completion]:
         """One reply per conversation (each a list of :class:`Message`)."""
         conversations = [[_as_message(m) for m in conv] for conv in conversations]
-        return self._accounted(self._chat, conversations, params or SamplingParams())
+        return self._accounted(self._chat, conversations, params or self.default_params)
 
     def complete(
         self, prompts: Sequence[str], params: SamplingParams | None = None
     ) -> list[Completion]:
         """One continuation per raw prompt (no chat template)."""
-        return self._accounted(self._complete, list(prompts), params or SamplingParams())
+        return self._accounted(self._complete, list(prompts), params or self.default_params)
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release engines, servers or connections; the default has none."""
+
+    def check(self) -> None:  # noqa: B027 - optional hook
+        """Raise :class:`LLMError` now if the backend cannot answer (a server that is down,
+        an unknown model); the default has nothing to check."""
 
     @abstractmethod
     def _chat(
@@ -129,7 +154,12 @@ class LLM(ABC):
         if not items:
             return []
         start = time.perf_counter()
-        completions = method(items, params)
+        try:
+            completions = method(items, params)
+        except BaseException:
+            with self._usage_lock:
+                self.usage.failed_calls += 1
+            raise
         if len(completions) != len(items):
             raise RuntimeError(
                 f"{self.name}: {len(items)} requests gave {len(completions)} completions"

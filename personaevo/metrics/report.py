@@ -232,6 +232,9 @@ def score(
     timer.lap("reference")
 
     unique_rows = len(np.unique(checked.native, axis=0)) if not empty else 0
+    kl_to_uniform = None if empty else cells.cell_kl(grid, bins)
+    pairwise_kl = None if empty or space.dim < 2 else cells.pairwise_kl(grid, bins)
+    timer.lap("cells")
     return ScoreReport(
         space=space.name,
         space_version=space.version,
@@ -248,8 +251,8 @@ def score(
         n_probes=n_probes,
         dispersion=dispersion,
         grid_coverage=_count(occupied, grid.n_feasible_cells),
-        kl_to_uniform=None if empty else cells.cell_kl(grid, bins),
-        pairwise_kl=None if empty or space.dim < 2 else cells.pairwise_kl(grid, bins),
+        kl_to_uniform=kl_to_uniform,
+        pairwise_kl=pairwise_kl,
         min_pairwise_distance=min_pair,
         mean_pairwise_distance=mean_pair,
         mean_pairwise_method=mean_method,

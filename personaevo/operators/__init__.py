@@ -18,7 +18,9 @@ run repeats exactly. Sources are produced with :func:`ast.unparse` (comments are
 
 The set is open: any object with a ``name`` and the :class:`Mutation` call signature
 (an LLM-driven rewrite, say) can be put in the table passed to :func:`mutate`, and
-:func:`make_child` does the parse/contract/no-op check for it.
+:func:`make_child` does the parse/contract/no-op check for it. :class:`LLMMutation`
+(:mod:`personaevo.operators.llm`) is that operator; the evolution loop batches its
+requests per generation.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from personaevo.operators.base import (
     make_child,
 )
 from personaevo.operators.crossover import BlockCrossover, HelperCrossover, module_deps
+from personaevo.operators.llm import LLMMutation
 from personaevo.operators.numeric import PerturbNumbers, perturb_value
 from personaevo.operators.sampling import (
     SAMPLER_FAMILIES,
@@ -66,6 +69,7 @@ __all__ = [
     "FailureKind",
     "HelperCrossover",
     "InsertStatement",
+    "LLMMutation",
     "LibraryStatement",
     "Mutation",
     "MutationContext",

@@ -1,0 +1,78 @@
+"""``personaevo export``: coverage-optimised personas from a run's Pareto front, with a
+dataset card and a summary beside the file."""
+
+from __future__ import annotations
+
+import argparse
+
+from personaevo.cli._common import console
+from personaevo.export import export_personas
+from personaevo.export.records import FORMATS
+from personaevo.export.select import METHODS
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    summary = export_personas(
+        args.run,
+        n=args.n,
+        out=args.out,
+        fmt=args.format,
+        select_method=args.select,
+        seed=args.seed,
+        pool_size=args.pool,
+        chunk=args.chunk,
+        workers=args.workers,
+        timeout=args.timeout,
+        tway=args.tway,
+        force=args.force,
+        n_probes=args.probes,
+        log=lambda line: console.print(line, markup=False, highlight=False),
+    )
+    console.print(
+        f"exported {summary.exported:,} personas (asked for {summary.requested:,}) to "
+        f"{summary.output}; card: {summary.card}",
+        markup=False,
+        highlight=False,
+    )
+    for rare in summary.rare:
+        baseline = "n/a" if rare.density_matched is None else f"{rare.density_matched:,}"
+        console.print(
+            f"{rare.kind}: {rare.exported:,} of {rare.total:,} reached "
+            f"(density-matched sample of the same size: {baseline})",
+            markup=False,
+            highlight=False,
+        )
+    for note in summary.notes:
+        console.print(f"note: {note}", markup=False, highlight=False)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    ex = sub.add_parser(
+        "export",
+        help="export coverage-optimised personas from a run, with a dataset card",
+        description="Sample the run's Pareto-front programs in the sandbox, drop invalid and "
+        "duplicate personas, keep one persona for every rare and consequential cell the pool "
+        "reached, select the rest for coverage, and write the file, a dataset card "
+        "(STEM.card.md) and a summary (STEM.export.json).",
+    )
+    ex.add_argument("--run", required=True, metavar="DIR", help="run directory (personaevo evolve)")
+    ex.add_argument("--n", type=int, default=5000, help="personas to export (default 5000)")
+    ex.add_argument(
+        "--out", metavar="FILE", help="output file (default DIR/exports/personas-...jsonl)"
+    )
+    ex.add_argument("--format", choices=FORMATS, help="file format (default: from --out's suffix)")
+    ex.add_argument(
+        "--select", choices=METHODS, default="maximin", help="selection method (default maximin)"
+    )
+    ex.add_argument("--seed", type=int, default=0, help="seeds sampling and selection")
+    ex.add_argument("--pool", type=int, help="personas to sample first (default 4 x --n)")
+    ex.add_argument("--chunk", type=int, default=2000, help="personas per sandbox run")
+    ex.add_argument("--workers", type=int, default=2, help="sandbox workers")
+    ex.add_argument("--timeout", type=float, help="seconds per sandbox run (default: the run's)")
+    ex.add_argument(
+        "--tway", type=int, default=2, help="strength of the rare combinations kept (0: none)"
+    )
+    ex.add_argument("--probes", type=int, default=10_000, help="MC coverage probes for the card")
+    ex.add_argument("--force", action="store_true", help="overwrite existing output files")
+    ex.set_defaults(func=cmd_export)

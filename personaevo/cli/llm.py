@@ -1,0 +1,129 @@
+"""``personaevo tiny-model`` (build the project's tiny model) and ``personaevo llm`` (ask a
+backend one question; serve a backend over the OpenAI HTTP API)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from personaevo.cli._common import add_llm_options, console, llm_config_from_args
+from personaevo.llm.config import LLMConfig
+
+
+def cmd_tiny_build(args: argparse.Namespace) -> int:
+    from personaevo.llm.tiny import TinyRecipe, build_tiny_model
+
+    overrides = {k: getattr(args, k) for k in ("seed", "steps", "conversations")}
+    recipe = TinyRecipe(**{k: v for k, v in overrides.items() if v is not None})
+    start = time.perf_counter()
+
+    def progress(step: int, steps: int, loss: float) -> None:
+        if step % 50 == 0 or step == steps:
+            elapsed = time.perf_counter() - start
+            console.print(f"step {step}/{steps}  loss {loss:.3f}  {elapsed:.0f} s")
+
+    report = build_tiny_model(args.out, recipe, progress=progress)
+    console.print(
+        f"tiny model: {report.parameters:,} parameters, vocabulary {report.vocab_size}, "
+        f"{report.tokens_trained:,} tokens, loss {report.loss_first:.2f} -> "
+        f"{report.loss_last:.2f}, {report.seconds:.0f} s; saved to {args.out}"
+    )
+    return 0
+
+
+def cmd_tiny_path(args: argparse.Namespace) -> int:
+    from personaevo.llm.tiny import tiny_model_path
+
+    print(tiny_model_path())
+    return 0
+
+
+def _config(args: argparse.Namespace) -> LLMConfig:
+    return llm_config_from_args(args) or LLMConfig(backend="tiny")
+
+
+def cmd_llm_ask(args: argparse.Namespace) -> int:
+    from personaevo.llm import Message, SamplingParams
+    from personaevo.llm.factory import build_llm
+
+    llm = build_llm(_config(args))
+    try:
+        params = SamplingParams(
+            max_tokens=args.max_tokens,
+            temperature=args.temperature,
+            seed=args.seed,
+            stop=tuple(args.stop or ()),
+        )
+        if args.raw:
+            completion = llm.complete([" ".join(args.text)], params)[0]
+        else:
+            turns = [Message(role="system", content=args.system)] if args.system else []
+            turns.append(Message(role="user", content=" ".join(args.text)))
+            completion = llm.chat([turns], params)[0]
+    finally:
+        llm.close()
+    print(completion.text)
+    usage = llm.usage
+    console.print(
+        f"[dim]{llm.name}: {usage.prompt_tokens} prompt + {usage.completion_tokens} completion "
+        f"tokens, {usage.seconds:.2f} s, finish_reason={completion.finish_reason}[/dim]",
+        highlight=False,
+    )
+    return 0
+
+
+def cmd_llm_serve(args: argparse.Namespace) -> int:
+    from personaevo.llm.factory import build_llm
+    from personaevo.llm.server import OpenAIServer
+
+    config = _config(args)
+    llm = build_llm(config)
+    name = args.served_name or config.backend
+    server = OpenAIServer(llm, name, host=args.host, port=args.port)
+    console.print(
+        f"serving {llm.name} as model {name!r} at {server.url} "
+        f"(use --llm openai:{server.url} --llm-model {name!r}); Ctrl-C stops",
+        highlight=False,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.httpd.server_close()
+        llm.close()
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    tiny = sub.add_parser("tiny-model", help="build the project's tiny language model")
+    tiny_sub = tiny.add_subparsers(dest="tiny_command", required=True)
+    build = tiny_sub.add_parser("build", help="train it from scratch (about a minute on 2 cores)")
+    build.add_argument("--out", required=True, help="new (or empty) folder for the model")
+    build.add_argument("--seed", type=int, help="seed of corpus, tokenizer and training (0)")
+    build.add_argument("--steps", type=int, help="optimizer steps")
+    build.add_argument("--conversations", type=int, help="corpus size in conversations")
+    build.set_defaults(func=cmd_tiny_build)
+    path = tiny_sub.add_parser("path", help="print the cached tiny model's folder (build it)")
+    path.set_defaults(func=cmd_tiny_path)
+
+    llm = sub.add_parser("llm", help="ask or serve a language model backend")
+    llm_sub = llm.add_subparsers(dest="llm_command", required=True)
+    ask = llm_sub.add_parser("ask", help="send one message and print the reply and its cost")
+    ask.add_argument("text", nargs="+")
+    ask.add_argument("--system", help="system turn")
+    ask.add_argument("--raw", action="store_true", help="a raw completion (no chat template)")
+    ask.add_argument("--max-tokens", type=int, default=128)
+    ask.add_argument("--temperature", type=float, default=0.0)
+    ask.add_argument("--seed", type=int)
+    ask.add_argument("--stop", action="append", help="stop string (repeatable)")
+    add_llm_options(ask)
+    ask.set_defaults(func=cmd_llm_ask)
+    serve = llm_sub.add_parser(
+        "serve", help="serve a backend over the OpenAI HTTP API (default: the tiny model)"
+    )
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--served-name", help="model name clients use (default: the spec)")
+    add_llm_options(serve)
+    serve.set_defaults(func=cmd_llm_serve)

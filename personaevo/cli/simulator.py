@@ -1,0 +1,251 @@
+"""``personaevo simulate``, ``train-simulator`` and ``eval-simulator``: user simulators."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from rich.table import Table
+
+# Registers the simulator's section of the tiny model's corpus, so that every command
+# (`tiny-model build` included) builds and finds the same tiny model.
+import personaevo.simulator.corpus_section  # noqa: F401
+from personaevo.cli._common import console, write_json
+from personaevo.errors import InputError
+
+
+def _csv(value: str | None) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else []
+
+
+def _weights(value: str | None) -> dict[str, float]:
+    out = {}
+    for item in _csv(value):
+        name, sep, weight = item.partition("=")
+        try:
+            out[name] = float(weight)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise InputError(f"--reward-weights: expected NAME=WEIGHT, got {item!r}")
+    return out
+
+
+def _pairs(args: argparse.Namespace):
+    from personaevo.simulator import goals_for_profiles, load_goal_source, load_profiles
+
+    profiles, _ = load_profiles(args.personas, args.run, args.space, args.seed)
+    goals, template = load_goal_source(args.goals)
+    return list(
+        zip(profiles, goals_for_profiles(profiles, goals, template, args.seed), strict=True)
+    )
+
+
+def _planner(args: argparse.Namespace):
+    from personaevo.simulator import IntentPlanner
+    from personaevo.simulator.simulator import parse_intents
+
+    return IntentPlanner(parse_intents(_csv(args.intents), "--intents"))
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from personaevo.llm import SamplingParams
+    from personaevo.simulator import Simulator, simulate, write_records
+    from personaevo.simulator.models import check_model_spec, open_agent, open_judge, open_model
+
+    check_model_spec(args.model)
+    planner = _planner(args)
+    pairs = _pairs(args)
+    params = SamplingParams(max_tokens=args.max_tokens, temperature=args.temperature)
+    simulator = Simulator(open_model(args.model), params, planner=planner)
+    agent = open_agent(args.agent, args.agent_refusal)
+    judge = open_judge(args.judge)
+    records = simulate(
+        simulator, agent, judge, pairs, args.conversations, args.turns, seed=args.seed
+    )
+    write_records(args.out, records)
+    stops = sum(r.stop_reason == "stop_marker" for r in records)
+    mean_alignment = sum(r.alignment for r in records) / len(records)
+    first = records[0]
+    console.print(f"[bold]{first.id}[/bold] ({first.goal.id})")
+    for turn in first.turns:
+        label = f"user/{turn.intent}" if turn.role == "user" else "agent"
+        console.print(f"  {label:>22}: {turn.text}", markup=False)
+    console.print(
+        f"{len(records)} conversations, {stops} ended with the stop marker, mean goal "
+        f"alignment {mean_alignment:.3f}; written to {args.out}"
+    )
+    return 0
+
+
+def cmd_train_simulator(args: argparse.Namespace) -> int:
+    from personaevo.simulator.training import TrainConfig, train_simulator
+
+    if args.resume:
+        config = TrainConfig.load(args.resume)
+        if args.steps:
+            config = config.model_copy(update={"steps": args.steps})
+    else:
+        base = {}
+        if args.config:
+            path = Path(args.config)
+            if not path.is_file():
+                raise InputError(f"{path}: no such training configuration")
+            base = json.loads(path.read_text(encoding="utf-8"))
+        options = {
+            "model": args.model,
+            "personas": args.personas,
+            "run": args.run,
+            "space": args.space,
+            "goals": args.goals,
+            "out": args.out,
+            "steps": args.steps,
+            "lora": args.lora or None,
+            "group_size": args.group_size,
+            "prompts_per_step": args.prompts_per_step,
+            "loss_type": args.loss_type,
+            "beta": args.beta,
+            "learning_rate": args.lr,
+            "max_completion_length": args.max_tokens,
+            "refresh_every": args.refresh_every,
+            "rollout_conversations": args.rollout_conversations,
+            "max_turns": args.turns,
+            "curriculum": args.curriculum,
+            "held_out": args.held_out,
+            "rewards": _csv(args.rewards) or None,
+            "reward_weights": _weights(args.reward_weights) or None,
+            "intents": _csv(args.intents) or None,
+            "vllm": args.vllm,
+            "seed": args.seed,
+        }
+        merged = {**base, **{k: v for k, v in options.items() if v is not None}}
+        if "model" not in merged:
+            raise InputError("train-simulator needs --model (a model folder, or 'tiny')")
+        try:
+            config = TrainConfig.model_validate(merged)
+        except ValueError as err:
+            raise InputError(f"train-simulator: {err}") from None
+    result = train_simulator(config, resume=bool(args.resume), log=console.print)
+    table = Table(title=f"rewards, first vs last logged step ({result.steps} steps)")
+    for column in ("reward", "first", "last"):
+        table.add_column(column)
+    for name, first in result.first_rewards.items():
+        table.add_row(name, f"{first:.3f}", f"{result.last_rewards[name]:.3f}")
+    console.print(table)
+    console.print(
+        f"model written to {result.final_model}; held-out personas in "
+        f"{Path(result.out) / 'heldout.jsonl'}; {result.seconds:.0f} s"
+    )
+    return 0
+
+
+def cmd_eval_simulator(args: argparse.Namespace) -> int:
+    from personaevo.llm import SamplingParams
+    from personaevo.simulator import evaluate_simulators, write_records
+    from personaevo.simulator.evaluation import comparison_rows
+    from personaevo.simulator.models import check_model_spec, open_agent, open_judge, open_model
+
+    for spec in args.model:
+        check_model_spec(spec)
+    planner = _planner(args)
+    pairs = _pairs(args)
+    models = [(spec, open_model(spec)) for spec in args.model]
+    comparison, transcripts = evaluate_simulators(
+        models,
+        pairs,
+        open_agent(args.agent, args.agent_refusal),
+        open_judge(args.judge),
+        conversations=args.conversations,
+        max_turns=args.turns,
+        seed=args.seed,
+        qa_questions=args.qa_questions,
+        planner=planner,
+        params=SamplingParams(max_tokens=args.max_tokens, temperature=args.temperature),
+    )
+    header, rows = comparison_rows(comparison)
+    table = Table(
+        title=f"{args.conversations} conversations per model, up to {args.turns} user turns, "
+        f"judge {comparison.judge}, agent {comparison.agent}; mean [95% bootstrap CI]"
+    )
+    for column in header:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    if args.json:
+        write_json(args.json, comparison.model_dump(mode="json"))
+        console.print(f"report written to {args.json}")
+    if args.transcripts:
+        folder = Path(args.transcripts)
+        for k, (spec, records) in enumerate(transcripts.items()):
+            write_records(folder / f"model{k}.jsonl", records)
+            console.print(f"transcripts of {spec} in {folder / f'model{k}.jsonl'}")
+    return 0
+
+
+def _source_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--personas", help="persona JSONL file (or an export)")
+    group.add_argument("--run", help="evolution run directory: its front programs' personas")
+    parser.add_argument("--space", help="validate the persona file against this space")
+    parser.add_argument("--goals", help="goal file or goal template (default: built-in template)")
+    parser.add_argument("--intents", help="allowed intents, comma-separated (default: all)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def _conversation_options(parser: argparse.ArgumentParser, conversations: int) -> None:
+    parser.add_argument("--turns", type=int, default=6, help="user turns per conversation")
+    parser.add_argument("--conversations", type=int, default=conversations)
+    parser.add_argument("--agent", default="scripted", help="'scripted' or a model spec")
+    parser.add_argument("--agent-refusal", type=float, default=0.2, dest="agent_refusal")
+    parser.add_argument("--judge", default="rules", help="'rules' or a model spec")
+    parser.add_argument("--temperature", type=float, default=0.7)
+    parser.add_argument("--max-tokens", type=int, default=48, dest="max_tokens")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    sim = sub.add_parser(
+        "simulate", help="play conversations between a user simulator and an agent"
+    )
+    sim.add_argument("--model", default="tiny", help="tiny, a model folder or a backend spec")
+    _source_options(sim)
+    _conversation_options(sim, conversations=8)
+    sim.add_argument("--out", default="rollouts.jsonl", help="JSONL file of conversations")
+    sim.set_defaults(func=cmd_simulate)
+
+    tr = sub.add_parser("train-simulator", help="train a user simulator with GRPO (TRL)")
+    tr.add_argument("--model", help="model folder to start from, or 'tiny'")
+    _source_options(tr)
+    tr.add_argument("--config", help="training configuration (JSON, TrainConfig fields)")
+    tr.add_argument("--resume", metavar="DIR", help="continue the training run in DIR")
+    tr.add_argument("--out", help="output folder (default runs/simulator)")
+    tr.add_argument("--steps", type=int)
+    tr.add_argument("--lora", action="store_true", help="train a LoRA adapter (peft)")
+    tr.add_argument("--group-size", type=int, dest="group_size", help="GRPO completions/prompt")
+    tr.add_argument("--prompts-per-step", type=int, dest="prompts_per_step")
+    tr.add_argument("--loss-type", dest="loss_type", help="grpo, dr_grpo, dapo, bnpo, ...")
+    tr.add_argument("--beta", type=float, help="KL weight")
+    tr.add_argument("--lr", type=float, help="learning rate")
+    tr.add_argument("--max-tokens", type=int, dest="max_tokens", help="completion length")
+    tr.add_argument("--refresh-every", type=int, dest="refresh_every", help="steps (K)")
+    tr.add_argument("--rollout-conversations", type=int, dest="rollout_conversations")
+    tr.add_argument("--turns", type=int, help="user turns per rollout conversation")
+    tr.add_argument("--curriculum", help="uniform, moderate-first or hardest-first")
+    tr.add_argument("--held-out", type=float, dest="held_out", help="share of personas held out")
+    tr.add_argument("--rewards", help="comma-separated reward names (default: all)")
+    tr.add_argument("--reward-weights", dest="reward_weights", help="NAME=W,NAME=W")
+    tr.add_argument("--vllm", choices=["auto", "on", "off"])
+    tr.set_defaults(func=cmd_train_simulator)
+    tr.set_defaults(seed=None)
+
+    ev = sub.add_parser("eval-simulator", help="score simulators, side by side, with CIs")
+    ev.add_argument(
+        "--model", action="append", required=True, help="model to score (repeat to compare)"
+    )
+    _source_options(ev)
+    _conversation_options(ev, conversations=32)
+    ev.add_argument("--qa-questions", type=int, default=1, dest="qa_questions")
+    ev.add_argument("--json", help="write the full comparison (per-conversation values) here")
+    ev.add_argument("--transcripts", help="folder for each model's conversations (JSONL)")
+    ev.set_defaults(func=cmd_eval_simulator)

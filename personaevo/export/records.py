@@ -1,0 +1,178 @@
+"""Exported persona records and their files (JSONL, Parquet, CSV).
+
+One record per persona::
+
+    id                 "<space>-000001", in selection order
+    traits             {axis: value}
+    description        text or null
+    profile            JSON text of the program's profile facts, or null
+    rarity             share of reference respondents in denser places (1 = rarest), or null
+    cell               the cell id, e.g. "age=[16,30.8)|employment=student|..."
+    rare               in a rare cell or with a rare combination
+    rare_cell          in one of the reference's rare cells
+    rare_combinations  the rare t-way combinations it has, e.g. ["age=[13,25.8) & ..."]
+    consequential      names of the consequential configurations it is in
+    required           kept to represent a rare or consequential cell (see annotate)
+    provenance         {generator, program_hash, seed, n, source_id}: run the program with
+                       this seed and n to get it again; source_id is the id it gave
+    space, space_version
+
+The JSONL file is also a persona file (``personaevo score-personas`` reads it). Parquet
+keeps the nesting; CSV flattens it into ``traits.<axis>`` and ``provenance.<key>``
+columns, with the lists as JSON text. Files are written to a temporary name and renamed,
+so a failed export never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from personaevo.errors import InputError
+from personaevo.spaces import ContinuousAxis, TraitSpace
+
+FORMATS: tuple[str, ...] = ("jsonl", "parquet", "csv")
+SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".csv": "csv"}
+
+
+def format_for(path: Path, fmt: str | None) -> str:
+    """The file format: ``fmt`` when given (it must match a known suffix of ``path``, if
+    any), else the one ``path``'s suffix names."""
+    by_suffix = SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        if by_suffix is None:
+            raise InputError(
+                f"{path}: cannot tell the format from the suffix; use .jsonl, .parquet or "
+                ".csv, or --format"
+            )
+        return by_suffix
+    if fmt not in FORMATS:
+        raise InputError(f"unknown format {fmt!r} (use one of {', '.join(FORMATS)})")
+    if by_suffix is not None and by_suffix != fmt:
+        raise InputError(f"{path}: the suffix says {by_suffix} but the format asked is {fmt}")
+    return fmt
+
+
+def atomic_write(path: Path, write: Any) -> None:
+    """Call ``write(tmp_path)`` then rename the temporary file onto ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        umask = os.umask(0o022)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_records(path: Path, records: list[dict[str, Any]], fmt: str) -> None:
+    """Write records in ``fmt`` (atomically)."""
+    if fmt == "jsonl":
+
+        def write(tmp: Path) -> None:
+            with tmp.open("w", encoding="utf-8") as handle:
+                for record in records:
+                    handle.write(json.dumps(record, ensure_ascii=False, allow_nan=False))
+                    handle.write("\n")
+
+    elif fmt == "parquet":
+
+        def write(tmp: Path) -> None:
+            pq.write_table(pa.Table.from_pylist(records), tmp)
+
+    else:
+
+        def write(tmp: Path) -> None:
+            flat_frame(records).to_csv(tmp, index=False)
+
+    atomic_write(path, write)
+
+
+def flat_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """Records as one flat table: nested mappings become ``parent.key`` columns and
+    lists JSON text."""
+    frame = pd.json_normalize(records, sep=".")
+    for column in frame.columns:
+        if frame[column].map(lambda v: isinstance(v, list)).any():
+            frame[column] = frame[column].map(json.dumps)
+    return frame
+
+
+def read_records(path: str | Path) -> list[dict[str, Any]]:
+    """Read exported records back from any of the formats (nesting restored for CSV)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such exported persona file")
+    fmt = format_for(path, None)
+    try:
+        if fmt == "jsonl":
+            with path.open(encoding="utf-8") as handle:
+                return [json.loads(line) for line in handle if line.strip()]
+        if fmt == "parquet":
+            return pq.read_table(path).to_pylist()
+        frame = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype=str)
+    except (OSError, ValueError, pa.ArrowException) as err:
+        raise InputError(f"{path}: cannot read the exported personas: {err}") from None
+    return [_unflatten(row) for row in frame.to_dict(orient="records")]
+
+
+def _unflatten(row: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if isinstance(value, float) and np.isnan(value):
+            value = None
+        parent, _, child = key.partition(".")
+        if child:
+            out.setdefault(parent, {})[child] = value
+        else:
+            out[key] = value
+    return out
+
+
+def native_of(records: list[dict[str, Any]], space: TraitSpace) -> np.ndarray:
+    """Native matrix of records' traits. Values read from CSV arrive as text and are
+    matched to the axis's values by their text; anything unknown raises InputError."""
+    V = np.empty((len(records), space.dim))
+    for j, axis in enumerate(space.axes):
+        if isinstance(axis, ContinuousAxis):
+            try:
+                V[:, j] = [float(r["traits"][axis.name]) for r in records]
+            except (KeyError, TypeError, ValueError) as err:
+                raise InputError(f"exported personas: axis {axis.name!r}: {err}") from None
+            continue
+        by_text = {str(v): i for i, v in enumerate(axis.values)}
+        for i, record in enumerate(records):
+            value = record["traits"].get(axis.name)
+            index = axis.index(value)
+            if index is None:
+                index = by_text.get(str(value))
+            if index is None:
+                raise InputError(
+                    f"exported personas: record {record.get('id')!r}: {axis.name}: "
+                    f"unknown value {value!r}"
+                )
+            V[i, j] = index
+    return V
+
+
+def parse_lists(records: list[dict[str, Any]], key: str) -> list[list[str]]:
+    """A list field of each record (decoded from JSON text when read from CSV)."""
+    out = []
+    for record in records:
+        value = record.get(key)
+        if isinstance(value, str):
+            value = json.loads(value)
+        out.append(list(value or []))
+    return out

@@ -1,0 +1,82 @@
+"""Conditioned user simulators: profiles, intents, UGST goal states, rollouts, consistency
+and goal rewards, GRPO training and evaluation.
+
+::
+
+    from personaevo.simulator import (
+        Simulator, ScriptedAgent, RuleJudge, load_profiles, load_goal_source,
+        goals_for_profiles, simulate, open_model,
+    )
+    profiles, space = load_profiles(personas="personas.jsonl", space="customer_support")
+    goals, template = load_goal_source(None)                  # the built-in goal template
+    pairs = list(zip(profiles, goals_for_profiles(profiles, goals, template)))
+    simulator = Simulator(open_model("tiny"))
+    records = simulate(simulator, ScriptedAgent(), RuleJudge(), pairs, conversations=8,
+                       max_turns=6)
+
+Importing this package registers the simulator's section of the tiny model's corpus
+(:mod:`personaevo.simulator.corpus_section`).
+"""
+
+from personaevo.simulator import corpus_section as _corpus_section  # noqa: F401 (registers)
+from personaevo.simulator.agents import Agent, LLMAgent, ScriptedAgent
+from personaevo.simulator.conditioning import Turn, simulator_messages
+from personaevo.simulator.corpus_section import TemplateSimulator
+from personaevo.simulator.curriculum import Curriculum, difficulty
+from personaevo.simulator.evaluation import Comparison, evaluate_simulators
+from personaevo.simulator.goal_files import (
+    GoalTemplate,
+    goals_for_profiles,
+    load_goal_source,
+    load_goals,
+)
+from personaevo.simulator.goals import GoalState, Status, UserGoal
+from personaevo.simulator.intents import STOP, Intent, parse_intent
+from personaevo.simulator.judges import Judge, LLMJudge, RuleJudge
+from personaevo.simulator.models import open_model
+from personaevo.simulator.profiles import Profile, profile_from_persona
+from personaevo.simulator.rewards import REWARDS, reward_functions
+from personaevo.simulator.rollout import ConversationRecord, read_records, simulate, write_records
+from personaevo.simulator.simulator import IntentPlanner, Simulator
+from personaevo.simulator.sources import load_profiles
+from personaevo.simulator.training import TrainConfig, train_simulator
+
+__all__ = [
+    "REWARDS",
+    "STOP",
+    "Agent",
+    "Comparison",
+    "ConversationRecord",
+    "Curriculum",
+    "GoalState",
+    "GoalTemplate",
+    "Intent",
+    "IntentPlanner",
+    "Judge",
+    "LLMAgent",
+    "LLMJudge",
+    "Profile",
+    "RuleJudge",
+    "ScriptedAgent",
+    "Simulator",
+    "Status",
+    "TemplateSimulator",
+    "TrainConfig",
+    "Turn",
+    "UserGoal",
+    "difficulty",
+    "evaluate_simulators",
+    "goals_for_profiles",
+    "load_goal_source",
+    "load_goals",
+    "load_profiles",
+    "open_model",
+    "parse_intent",
+    "profile_from_persona",
+    "read_records",
+    "reward_functions",
+    "simulate",
+    "simulator_messages",
+    "train_simulator",
+    "write_records",
+]

@@ -1,0 +1,120 @@
+"""Persona difficulty and the curriculum that samples training personas by it.
+
+**Difficulty** of a persona, in [0, 1]: its ``rarity`` when the persona file carries one
+(an export's rarity score), otherwise the mean over axes of how unusual its value is:
+
+* an axis with a declared marginal: ``1 - p(value) / max p`` (discrete weights; for a
+  continuous normal marginal ``1 - exp(-z^2 / 2)`` with ``z = (x - mean) / sd``; for a
+  beta marginal, the density ratio on a 200-point grid; a uniform one gives 0);
+* an ordered axis without a marginal: the distance from the middle, ``|2u - 1|`` with
+  ``u`` the unit-cube coordinate (:mod:`personaevo.grid`); a categorical one: 1/2.
+
+**Schedules.** Difficulties are turned into rank quantiles ``q`` in [0, 1] (ties share
+their mean rank). At training progress ``t`` in [0, 1] a persona is drawn with weight
+``w = exp(-(q - c(t))^2 / (2 s^2))``, ``s = 0.15``, around a centre that moves on
+ZeroSearch's exponential curriculum ``g(t) = (b^t - 1) / (b - 1)``, ``b = 4``:
+
+* ``moderate-first``: ``c(t) = 0.5 + 0.5 g(t)`` (median difficulty first, the hardest last);
+* ``hardest-first``: ``c(t) = 1 - 0.5 g(t)`` (the hardest first, the median last);
+* ``uniform``: every persona weighs the same.
+
+RLVER found that moderately difficult simulated users trained better agents than the
+hardest ones; ``experiments/simulator_grpo.py`` compares the two schedules here.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+from scipy.stats import beta as beta_dist
+from scipy.stats import rankdata
+
+from personaevo.simulator.profiles import Profile
+from personaevo.spaces import ContinuousAxis, OrdinalAxis, TraitSpace
+
+Schedule = Literal["uniform", "moderate-first", "hardest-first"]
+SCHEDULES: tuple[str, ...] = ("uniform", "moderate-first", "hardest-first")
+WIDTH = 0.15
+BASE = 4.0
+
+
+def trait_difficulty(traits: dict, space: TraitSpace) -> float:
+    """Mean per-axis unusualness of ``traits`` (see the module docstring)."""
+    scores = []
+    for axis in space.axes:
+        if axis.name not in traits:
+            continue
+        value = traits[axis.name]
+        marginal = axis.marginal
+        if isinstance(axis, ContinuousAxis):
+            x = float(value)
+            if marginal is None:
+                scores.append(abs(2 * (x - axis.low) / (axis.high - axis.low) - 1))
+            elif marginal.dist == "normal":
+                z = (x - marginal.mean) / marginal.sd
+                scores.append(1 - math.exp(-z * z / 2))
+            elif marginal.dist == "beta":
+                grid = np.linspace(0.0025, 0.9975, 200)
+                pdf = beta_dist.pdf(grid, marginal.a, marginal.b)
+                u = min(max((x - axis.low) / (axis.high - axis.low), 0.0025), 0.9975)
+                scores.append(1 - float(beta_dist.pdf(u, marginal.a, marginal.b) / pdf.max()))
+            else:
+                scores.append(0.0)
+        elif marginal is not None:
+            weights = marginal.weights
+            top = max(weights.values())
+            scores.append(1 - weights.get(str(value), 0.0) / top if top > 0 else 0.0)
+        elif isinstance(axis, OrdinalAxis):
+            i = axis.index(value)
+            k = len(axis.values)
+            scores.append(abs(2 * (i or 0) / (k - 1) - 1) if k > 1 else 0.0)
+        else:
+            scores.append(0.5)
+    return float(np.mean(scores)) if scores else 0.5
+
+
+def difficulty(profile: Profile, space: TraitSpace | None) -> float:
+    """``rarity`` when known, else :func:`trait_difficulty` (0.5 without a space)."""
+    if profile.rarity is not None:
+        return float(min(max(profile.rarity, 0.0), 1.0))
+    return trait_difficulty(profile.traits, space) if space is not None else 0.5
+
+
+def centre(schedule: Schedule, t: float) -> float | None:
+    """The target rank quantile at progress ``t`` (None for ``uniform``)."""
+    g = (BASE ** min(max(t, 0.0), 1.0) - 1) / (BASE - 1)
+    if schedule == "moderate-first":
+        return 0.5 + 0.5 * g
+    if schedule == "hardest-first":
+        return 1.0 - 0.5 * g
+    if schedule == "uniform":
+        return None
+    raise ValueError(f"unknown curriculum {schedule!r} (use one of {', '.join(SCHEDULES)})")
+
+
+class Curriculum:
+    """Draws personas by difficulty on a schedule."""
+
+    def __init__(self, difficulties: list[float], schedule: Schedule = "uniform") -> None:
+        if not difficulties:
+            raise ValueError("a curriculum needs at least one persona")
+        centre(schedule, 0.0)  # validates the name
+        self.schedule = schedule
+        self.difficulties = np.asarray(difficulties, dtype=float)
+        n = len(difficulties)
+        self.quantiles = (rankdata(self.difficulties) - 1) / (n - 1) if n > 1 else np.ones(1)
+
+    def weights(self, t: float) -> np.ndarray:
+        """Sampling probabilities at progress ``t`` (they sum to 1)."""
+        c = centre(self.schedule, t)
+        if c is None:
+            w = np.ones(len(self.quantiles))
+        else:
+            w = np.exp(-((self.quantiles - c) ** 2) / (2 * WIDTH**2))
+        return w / w.sum()
+
+    def sample(self, t: float, k: int, rng: np.random.Generator) -> np.ndarray:
+        """``k`` persona indices drawn with replacement at progress ``t``."""
+        return rng.choice(len(self.quantiles), size=k, replace=True, p=self.weights(t))

@@ -1,0 +1,195 @@
+"""Evaluating simulators: conversation-level metrics with bootstrap confidence intervals,
+and several models side by side on the same personas, goals and seeds.
+
+Each model plays ``conversations`` conversations (cycling through the (profile, goal)
+pairs; conversation ``i`` has the same persona, goal and seed for every model) against
+the agent. Per conversation:
+
+* ``prompt_to_line``, ``line_to_line``, ``qa_consistency``, ``intent_adherence``,
+  ``goal_progress``, ``no_leakage``, ``role_fidelity``, ``stop_validity``: the mean over
+  its user turns of the training reward of the same name
+  (:mod:`personaevo.simulator.rewards`), so training and evaluation measure the same
+  thing; Q&A probes (``qa_questions`` per turn, seeded) are answered by the model itself;
+* ``goal_alignment``: UGST's final alignment, the share of goal items Aligned or Complete
+  after the last turn; ``task_completion``: 1 when every task objective and requirement
+  ended Complete.
+
+A metric's interval is the 2.5 and 97.5 percentiles of the mean over 1,000 bootstrap
+resamples of the conversations (seeded). Differences between two models are paired: the
+resampled conversation indices are shared, over conversations where both have a value.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+from pydantic import BaseModel
+
+from personaevo.llm import LLM, SamplingParams
+from personaevo.simulator.agents import Agent
+from personaevo.simulator.goals import UserGoal
+from personaevo.simulator.judges import Judge
+from personaevo.simulator.pool import _value_pools
+from personaevo.simulator.profiles import Profile
+from personaevo.simulator.qa import make_questions
+from personaevo.simulator.rewards import REWARDS, reward_functions
+from personaevo.simulator.rollout import ConversationRecord, simulate, turn_prompts
+from personaevo.simulator.simulator import IntentPlanner, Simulator
+
+TURN_METRICS = tuple(REWARDS)
+METRICS = (*TURN_METRICS, "goal_alignment", "task_completion")
+N_BOOT = 1000
+
+
+class Interval(BaseModel):
+    mean: float | None
+    low: float | None
+    high: float | None
+    n: int
+
+
+class ModelEval(BaseModel):
+    model: str
+    conversations: int
+    seconds: float
+    metrics: dict[str, Interval]
+    per_conversation: dict[str, list[float | None]]
+
+
+class Comparison(BaseModel):
+    models: list[ModelEval]
+    differences: dict[str, Interval] | None = None  # last model minus the first, paired
+    judge: str
+    agent: str
+    max_turns: int
+    seed: int
+
+
+def conversation_scores(
+    records: Sequence[ConversationRecord],
+    judge: Judge,
+    answerer: LLM | None,
+    qa_questions: int,
+    window: int,
+    max_turns: int,
+    seed: int,
+    pools: dict[str, list[str]] | None = None,
+) -> dict[str, list[float | None]]:
+    """Every metric per conversation (see the module docstring)."""
+    rows, owner = [], []
+    for c, record in enumerate(records):
+        for t, row in enumerate(turn_prompts(record, window, max_turns)):
+            rng = np.random.default_rng([seed, c, t])
+            row["questions"] = make_questions(row["facts"], rng, qa_questions, pools)
+            row["completion"] = record.turns[record.user_turn_indices()[t]].text
+            rows.append(row)
+            owner.append(c)
+    names = [n for n in TURN_METRICS if n != "qa_consistency" or (answerer and qa_questions)]
+    funcs = reward_functions(names, judge, answerer)
+    columns = {k: [r[k] for r in rows] for k in rows[0] if k != "completion"} if rows else {}
+    out: dict[str, list[float | None]] = {}
+    for name, fn in zip(names, funcs, strict=True):
+        values = fn(columns.get("prompt", []), [r["completion"] for r in rows], **columns)
+        sums, counts = np.zeros(len(records)), np.zeros(len(records))
+        for c, value in zip(owner, values, strict=True):
+            if value is not None:
+                sums[c] += value
+                counts[c] += 1
+        out[name] = [float(s / k) if k else None for s, k in zip(sums, counts, strict=True)]
+    out["goal_alignment"] = [r.alignment for r in records]
+    out["task_completion"] = [
+        1.0 if r.state_at(r.turns[-1].statuses or []).tasks_complete() else 0.0 for r in records
+    ]
+    return out
+
+
+def bootstrap(values: Sequence[float | None], rng: np.random.Generator) -> Interval:
+    """Mean and 95% percentile interval over ``N_BOOT`` resamples (None values dropped)."""
+    x = np.array([v for v in values if v is not None], dtype=float)
+    if len(x) == 0:
+        return Interval(mean=None, low=None, high=None, n=0)
+    means = x[rng.integers(0, len(x), size=(N_BOOT, len(x)))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return Interval(mean=float(x.mean()), low=float(low), high=float(high), n=len(x))
+
+
+def paired_difference(
+    a: Sequence[float | None], b: Sequence[float | None], rng: np.random.Generator
+) -> Interval:
+    """``b - a`` over conversations where both have a value, bootstrapped in pairs."""
+    diffs = [y - x for x, y in zip(a, b, strict=True) if x is not None and y is not None]
+    return bootstrap(diffs, rng)
+
+
+def evaluate_simulators(
+    models: Sequence[tuple[str, LLM]],
+    pairs: Sequence[tuple[Profile, UserGoal]],
+    agent: Agent,
+    judge: Judge,
+    conversations: int = 32,
+    max_turns: int = 6,
+    seed: int = 0,
+    qa_questions: int = 1,
+    window: int = 6,
+    planner: IntentPlanner | None = None,
+    params: SamplingParams | None = None,
+) -> tuple[Comparison, dict[str, list[ConversationRecord]]]:
+    """Play and score each model; returns the comparison and every model's records."""
+    pools = _value_pools([p for p, _ in pairs], [g for _, g in pairs])
+    params = params or SamplingParams(max_tokens=48, temperature=0.7)
+    results, transcripts = [], {}
+    for name, llm in models:
+        start = time.perf_counter()
+        simulator = Simulator(llm, params, window, planner or IntentPlanner())
+        records = simulate(simulator, agent, judge, pairs, conversations, max_turns, seed)
+        scores = conversation_scores(
+            records, judge, llm, qa_questions, window, max_turns, seed, pools
+        )
+        rng = np.random.default_rng([seed, 99])
+        results.append(
+            ModelEval(
+                model=name,
+                conversations=len(records),
+                seconds=round(time.perf_counter() - start, 2),
+                metrics={m: bootstrap(v, rng) for m, v in scores.items()},
+                per_conversation=scores,
+            )
+        )
+        transcripts[name] = records
+    differences = None
+    if len(results) >= 2:
+        first, last = results[0].per_conversation, results[-1].per_conversation
+        rng = np.random.default_rng([seed, 98])
+        differences = {m: paired_difference(first[m], last[m], rng) for m in first if m in last}
+    comparison = Comparison(
+        models=results,
+        differences=differences,
+        judge=judge.name,
+        agent=agent.name,
+        max_turns=max_turns,
+        seed=seed,
+    )
+    return comparison, transcripts
+
+
+def format_interval(interval: Interval, signed: bool = False) -> str:
+    if interval.mean is None:
+        return "n/a"
+    sign = "+" if signed else ""
+    return f"{interval.mean:{sign}.3f} [{interval.low:{sign}.3f}, {interval.high:{sign}.3f}]"
+
+
+def comparison_rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the side-by-side table (one row per metric)."""
+    header = ["metric", *(m.model for m in comparison.models)]
+    if comparison.differences is not None:
+        header.append(f"{comparison.models[-1].model} - {comparison.models[0].model}")
+    rows = []
+    for metric in comparison.models[0].metrics:
+        row = [metric, *(format_interval(m.metrics[metric]) for m in comparison.models)]
+        if comparison.differences is not None:
+            row.append(format_interval(comparison.differences[metric], signed=True))
+        rows.append(row)
+    return header, rows

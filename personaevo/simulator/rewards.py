@@ -1,0 +1,205 @@
+"""Rewards for a simulated user's next line, as plain functions with TRL's reward
+signature: ``reward(prompts, completions, **columns) -> list[float | None]``.
+
+Each training row (:func:`personaevo.simulator.rollout.turn_prompts`) carries the columns
+the rewards read: ``facts`` (profile facts and known information), ``persona_text``,
+``goal``, ``statuses`` (goal-item statuses before the turn), ``earlier`` (the user's
+earlier lines), ``intent``, ``turn``, ``max_turns`` and ``questions`` (Q&A probes). TRL
+passes them as keyword lists and logs each function under its name. A judge other than
+the rule judge, and the Q&A answerer, are bound with :func:`functools.partial` (TRL names a
+partial after the function). ``None`` means "does not apply" (TRL averages without it).
+
+All rewards lie in [0, 1]. For a line ``x`` (the stop marker removed for the checks):
+
+* ``prompt_to_line = 1 - [x contradicts the persona]`` (Abdulhai et al.'s binary judge);
+* ``line_to_line = 1 - (earlier lines x contradicts) / (earlier lines)``; None on turn 1;
+* ``qa_consistency`` = share of the row's multiple-choice questions the answerer gets
+  right when asked in persona right after ``x``; None without questions;
+* ``intent_adherence = [x performs the turn's intent]``;
+* ``goal_progress``: 0 if ``x`` makes a profile or policy item Misaligned, else 1 if it
+  moves a task item from Incomplete to Attempted, else 1/2;
+* ``no_leakage = 1 - [x states unknown information]``;
+* ``role_fidelity = 1 - [x sounds like the agent or an AI assistant]``;
+* ``stop_validity``: 0 if ``x`` stops while the goal state does not allow it (a task
+  objective or requirement is not Complete and turns are left), 0 if the intent was
+  ``end`` and ``x`` does not stop, else 1.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from personaevo.llm import LLM, Message
+from personaevo.simulator.conditioning import STOP, clean_line
+from personaevo.simulator.goals import Status, UserGoal, after_user
+from personaevo.simulator.intents import Intent
+from personaevo.simulator.judges import Judge, RuleJudge, UserLine
+from personaevo.simulator.qa import MCQuestion, answer_questions
+from personaevo.simulator.rollout import state_from
+
+RULES = RuleJudge()
+Reward = Callable[..., list[float | None]]
+
+
+def completion_text(completion: Any) -> str:
+    """The text of a TRL completion (a string, or a list of messages)."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, list) and completion:
+        last = completion[-1]
+        return last["content"] if isinstance(last, dict) else getattr(last, "content", str(last))
+    return str(completion)
+
+
+def _lines(completions: Sequence[Any]) -> list[str]:
+    return [clean_line(completion_text(c)) for c in completions]
+
+
+def _plain(line: str) -> str:
+    return line.replace(STOP, "").strip()
+
+
+def _goal(value: Any) -> UserGoal:
+    return value if isinstance(value, UserGoal) else UserGoal.model_validate(value)
+
+
+def prompt_to_line(prompts, completions, facts, persona_text=None, judge: Judge = RULES, **_):
+    lines = _lines(completions)
+    texts = persona_text or [""] * len(lines)
+    cases = [(f, t, _plain(x)) for f, t, x in zip(facts, texts, lines, strict=True)]
+    return [0.0 if bad else 1.0 for bad in judge.contradicts_profile(cases)]
+
+
+def line_to_line(prompts, completions, earlier, judge: Judge = RULES, **_):
+    lines = _lines(completions)
+    cases, owners = [], []
+    for i, (line, before) in enumerate(zip(lines, earlier, strict=True)):
+        for old in before:
+            cases.append((_plain(old), _plain(line)))
+            owners.append(i)
+    conflicts = [0] * len(lines)
+    for owner, bad in zip(owners, judge.contradicts_line(cases), strict=True):
+        conflicts[owner] += bad
+    return [
+        1.0 - conflicts[i] / len(before) if before else None for i, before in enumerate(earlier)
+    ]
+
+
+def qa_consistency(prompts, completions, questions, answerer: LLM | None = None, **_):
+    if answerer is None:
+        raise ValueError(
+            "qa_consistency needs an answerer: functools.partial(qa_consistency, answerer=llm)"
+        )
+    lines = _lines(completions)
+    cases, owners = [], []
+    for i, (prompt, line, qs) in enumerate(zip(prompts, lines, questions, strict=True)):
+        context = [m if isinstance(m, Message) else Message.model_validate(m) for m in prompt]
+        for q in qs:
+            question = q if isinstance(q, MCQuestion) else MCQuestion.model_validate(q)
+            cases.append((context, line, question))
+            owners.append(i)
+    right = [0] * len(lines)
+    for owner, ok in zip(owners, answer_questions(answerer, cases), strict=True):
+        right[owner] += ok
+    return [right[i] / len(qs) if qs else None for i, qs in enumerate(questions)]
+
+
+def intent_adherence(prompts, completions, intent, judge: Judge = RULES, **_):
+    lines = _lines(completions)
+    cases = [(x, Intent(i)) for x, i in zip(lines, intent, strict=True)]
+    return [1.0 if ok else 0.0 for ok in judge.follows_intent(cases)]
+
+
+def goal_progress(
+    prompts, completions, goal, statuses, facts, persona_text=None, judge: Judge = RULES, **_
+):
+    lines = _lines(completions)
+    goals = [_goal(g) for g in goal]
+    texts = persona_text or [""] * len(lines)
+    checks = judge.user_checks(
+        [
+            UserLine(goal=g, facts=f, persona_text=t, line=_plain(x))
+            for g, f, t, x in zip(goals, facts, texts, lines, strict=True)
+        ]
+    )
+    out = []
+    for g, before, check in zip(goals, statuses, checks, strict=True):
+        state = state_from(g, before)
+        after = after_user(state, check)
+        pairs = list(zip(state.items, after.items, strict=True))
+        if any(b.status != Status.MISALIGNED and a.status == Status.MISALIGNED for b, a in pairs):
+            out.append(0.0)
+        elif any(b.status == Status.INCOMPLETE and a.status == Status.ATTEMPTED for b, a in pairs):
+            out.append(1.0)
+        else:
+            out.append(0.5)
+    return out
+
+
+def no_leakage(prompts, completions, goal, judge: Judge = RULES, **_):
+    lines = _lines(completions)
+    cases, owners = [], []
+    for i, (g, line) in enumerate(zip(goal, lines, strict=True)):
+        for unknown in _goal(g).instructions.unknown_info:
+            cases.append((unknown, _plain(line)))
+            owners.append(i)
+    leaked = [False] * len(lines)
+    for owner, hit in zip(owners, judge.leaks(cases), strict=True):
+        leaked[owner] = leaked[owner] or hit
+    return [0.0 if hit else 1.0 for hit in leaked]
+
+
+def role_fidelity(prompts, completions, judge: Judge = RULES, **_):
+    lines = [_plain(x) for x in _lines(completions)]
+    return [0.0 if bad else 1.0 for bad in judge.assistant_speak(lines)]
+
+
+def stop_validity(prompts, completions, goal, statuses, intent, turn, max_turns, **_):
+    out = []
+    for line, g, before, i, t, budget in zip(
+        _lines(completions), goal, statuses, intent, turn, max_turns, strict=True
+    ):
+        allowed = state_from(_goal(g), before).tasks_complete() or t >= budget - 1
+        stops = STOP in line
+        if (stops and not allowed) or (Intent(i) == Intent.END and not stops):
+            out.append(0.0)
+        else:
+            out.append(1.0)
+    return out
+
+
+REWARDS: dict[str, Reward] = {
+    f.__name__: f
+    for f in (
+        prompt_to_line,
+        line_to_line,
+        qa_consistency,
+        intent_adherence,
+        goal_progress,
+        no_leakage,
+        role_fidelity,
+        stop_validity,
+    )
+}
+CONSISTENCY = ("prompt_to_line", "line_to_line", "qa_consistency")
+
+
+def reward_functions(
+    names: Sequence[str], judge: Judge | None = None, answerer: LLM | None = None
+) -> list[Reward]:
+    """The named rewards, with ``judge`` and the Q&A ``answerer`` bound where they apply."""
+    out = []
+    for name in names:
+        if name not in REWARDS:
+            raise ValueError(f"unknown reward {name!r} (known: {', '.join(REWARDS)})")
+        fn = REWARDS[name]
+        if name == "qa_consistency":
+            if answerer is None:
+                raise ValueError("the qa_consistency reward needs an answerer model")
+            fn = functools.partial(fn, answerer=answerer)
+        elif judge is not None and name != "stop_validity":
+            fn = functools.partial(fn, judge=judge)
+        out.append(fn)
+    return out

@@ -1,0 +1,128 @@
+"""Where simulated users come from: a persona file, or the Pareto front of an evolution run.
+
+* A **persona file** (JSONL, :mod:`personaevo.personas`; an export's records carry
+  ``rarity`` too) is validated in full before anything runs: against ``space`` when one is
+  given (every axis present, in range and feasible), otherwise the record schema only.
+  Any invalid record stops the load with ``FILE: record I (id ID): REASON`` lines.
+* A **run directory** (``personaevo evolve --out DIR``) gives its space (``config.yaml``)
+  and its front programs (``front/*.py``); each program runs in the sandbox for
+  ``n_per_program`` personas (seeded), and the valid personas are used. This is how
+  winning generators reach the simulator trainer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from personaevo.errors import FileFieldError, InputError
+from personaevo.personas import Malformed, Persona, check_personas, read_persona_records
+from personaevo.simulator.profiles import Profile, profile_from_persona
+from personaevo.spaces import TraitSpace, resolve_space
+
+MAX_LISTED = 5
+
+
+def load_personas(path: str | Path, space: TraitSpace | None = None) -> list[Persona]:
+    """Every persona of a persona file, or an :class:`InputError` listing invalid ones."""
+    path = Path(path)
+    records = read_persona_records(path)
+    if not records:
+        raise FileFieldError(path, "(file)", "no persona in the file")
+    if space is not None:
+        checked = check_personas(records, space)
+        problems = [
+            f"record {p.index + 1}" + (f" (id {p.id})" if p.id else "") + f": {p.reasons[0]}"
+            for p in checked.invalid
+        ]
+        personas = checked.valid
+    else:
+        problems, personas = [], []
+        for index, record in enumerate(records):
+            persona, reason = _schema(record)
+            if persona is None:
+                problems.append(f"record {index + 1}: {reason}")
+            else:
+                personas.append(persona)
+    if problems:
+        listed = "\n".join(f"{path}: {p}" for p in problems[:MAX_LISTED])
+        more = len(problems) - MAX_LISTED
+        suffix = f"\n{path}: ... and {more} more invalid records" if more > 0 else ""
+        raise InputError(
+            f"{listed}{suffix}\n{path}: {len(problems)} of {len(records)} records are invalid"
+        )
+    ids = [p.id for p in personas]
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})[:MAX_LISTED]
+        raise FileFieldError(path, "id", f"duplicate persona ids {dup}")
+    return personas
+
+
+def _schema(record) -> tuple[Persona | None, str]:
+    if isinstance(record, Malformed):
+        return None, f"malformed: {record.reason}"
+    try:
+        persona = Persona.model_validate(record)
+    except Exception as err:  # pydantic's ValidationError, with the field in its message
+        first = err.errors()[0] if hasattr(err, "errors") else {"loc": (), "msg": str(err)}
+        where = ".".join(str(p) for p in first["loc"]) or "record"
+        return None, f"malformed: {where}: {first['msg']}"
+    if not persona.traits:
+        return None, "traits: empty"
+    return persona, ""
+
+
+def personas_from_run(
+    run: str | Path, n_per_program: int = 20, seed: int = 0
+) -> tuple[list[Persona], TraitSpace]:
+    """Run each front program of an evolution run in the sandbox; the valid personas
+    (ids ``PROGRAM-i``) and the run's space."""
+    from personaevo.evaluate import generator_space
+    from personaevo.evolution.config import EvolveConfig
+    from personaevo.programs import load_program
+    from personaevo.sandbox import Job, Sandbox, SandboxLimits
+
+    run = Path(run)
+    config_path = run / "config.yaml"
+    if not config_path.is_file():
+        raise InputError(f"{run}: not a run directory (no config.yaml)")
+    front = sorted((run / "front").glob("*.py"))
+    if not front:
+        raise InputError(f"{run}: the run has no front programs yet (front/*.py)")
+    config = EvolveConfig.load(config_path)
+    space = resolve_space(config.space)
+    view = generator_space(space, None, seed=seed)
+    limits = SandboxLimits(wall_seconds=config.eval_timeout, cpu_seconds=config.eval_timeout)
+    jobs = [Job(program=load_program(p), space=view, n=n_per_program, seed=seed) for p in front]
+    with Sandbox(workers=1, limits=limits) as sandbox:
+        results = sandbox.map(jobs)
+    personas: list[Persona] = []
+    failures = []
+    for path, result in zip(front, results, strict=True):
+        if not result.ok:
+            failures.append(f"{path.name}: {result.failure}: {result.message}")
+        checked = check_personas(result.personas, space)
+        for i, persona in enumerate(checked.valid):
+            data = persona.model_dump(exclude_none=True)
+            data["id"] = f"{path.stem}-{i}"
+            personas.append(Persona.model_validate(data))
+    if not personas:
+        raise InputError(f"{run}: no front program produced a valid persona: {failures}")
+    return personas, space
+
+
+def load_profiles(
+    personas: str | Path | None = None,
+    run: str | Path | None = None,
+    space: TraitSpace | str | None = None,
+    seed: int = 0,
+    n_per_program: int = 20,
+) -> tuple[list[Profile], TraitSpace | None]:
+    """Profiles from a persona file or a run directory (exactly one of them)."""
+    if (personas is None) == (run is None):
+        raise InputError("give exactly one of a persona file (--personas) or a run (--run)")
+    resolved = resolve_space(space) if space is not None else None
+    if run is not None:
+        found, resolved = personas_from_run(run, n_per_program, seed)
+    else:
+        found = load_personas(personas, resolved)
+    return [profile_from_persona(p, resolved, seed) for p in found], resolved

@@ -1,0 +1,412 @@
+"""Training a user simulator with GRPO (TRL's ``GRPOTrainer``).
+
+:func:`train_simulator` takes a :class:`TrainConfig` and
+
+1. checks every input before any training (model folder, personas, goals, intents,
+   rewards, curriculum; :class:`~personaevo.errors.InputError` otherwise);
+2. splits the personas into training and held-out ones (``held_out`` share, seeded; the
+   held-out personas are written to ``OUT/heldout.jsonl`` for ``eval-simulator``);
+3. trains with ``GRPOTrainer``: ``group_size`` completions per prompt, ``prompts_per_step``
+   prompts per optimizer step, TRL's ``loss_type`` and KL weight ``beta``, truncated
+   completions masked out of the loss (tiny models otherwise learn to pad to the limit),
+   one reward function per reward name, each logged by TRL as ``rewards/NAME/mean``. The
+   prompts come from on-policy rollouts refreshed every ``refresh_every`` steps
+   (:mod:`personaevo.simulator.pool`);
+4. writes a checkpoint every ``save_steps`` steps (``OUT/checkpoint-N``) and at the end the
+   model to ``OUT/final`` (with ``lora``: the adapter to ``OUT/adapter`` and the merged
+   model to ``OUT/final``) and ``OUT/summary.json`` (reward curves, refresh reports).
+
+A run killed midway continues with ``resume=True`` from its last checkpoint (the optimizer,
+scheduler, RNG states and step count are restored by ``transformers``; the prompt pool is
+rebuilt with the restored weights). With ``lora`` a PEFT LoRA adapter is trained instead of
+all weights. On a GPU, bf16 is used when supported, and ``vllm="auto"`` generates with
+vLLM (colocated) when the ``vllm`` extra is installed; on CPU bf16 is off.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from personaevo.errors import InputError
+from personaevo.llm import SamplingParams
+from personaevo.personas import write_personas
+from personaevo.simulator.curriculum import SCHEDULES, Curriculum, difficulty
+from personaevo.simulator.goal_files import goals_for_profiles, load_goal_source
+from personaevo.simulator.rewards import REWARDS, reward_functions
+from personaevo.simulator.simulator import IntentPlanner, parse_intents
+from personaevo.simulator.sources import load_profiles
+
+LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo")
+CONFIG_FILE = "train_config.json"
+
+
+class TrainConfig(BaseModel):
+    """Every option of ``personaevo train-simulator``, with its default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(description="Local model folder, or 'tiny' for the project's tiny model.")
+    personas: str | None = Field(None, description="Persona JSONL file (or an export).")
+    run: str | None = Field(None, description="Evolution run directory (its front programs).")
+    space: str | None = Field(None, description="Space the persona file is validated against.")
+    goals: str | None = Field(None, description="Goal file or template; default: built-in.")
+    out: str = Field("runs/simulator", description="Output folder.")
+    steps: int = Field(200, ge=1, description="Optimizer steps.")
+    lora: bool = False
+    lora_r: int = Field(16, ge=1)
+    lora_alpha: int = Field(32, ge=1)
+    group_size: int = Field(4, ge=2, description="Completions per prompt (GRPO group).")
+    prompts_per_step: int = Field(4, ge=1)
+    loss_type: str = Field("dapo", description=f"TRL loss: {', '.join(LOSS_TYPES)}.")
+    beta: float = Field(0.04, ge=0, description="KL weight against the initial model.")
+    learning_rate: float = Field(1e-5, gt=0)
+    temperature: float = Field(1.0, gt=0)
+    max_completion_length: int = Field(48, ge=4)
+    refresh_every: int = Field(10, ge=1, description="Steps between on-policy refreshes (K).")
+    rollout_conversations: int = Field(16, ge=1)
+    max_turns: int = Field(4, ge=1, description="User turns per rollout conversation.")
+    window: int = Field(6, ge=1, description="History messages in the simulator's input.")
+    pool_size: int = Field(64, ge=1)
+    curriculum: str = Field("uniform", description=f"One of {', '.join(SCHEDULES)}.")
+    held_out: float = Field(0.2, ge=0, lt=1)
+    rewards: list[str] = Field(default_factory=lambda: list(REWARDS))
+    reward_weights: dict[str, float] = Field(default_factory=dict)
+    intents: list[str] = Field(default_factory=list, description="Allowed intents; [] = all.")
+    qa_questions: int = Field(1, ge=0, description="Q&A probes per training row.")
+    agent_refusal: float = Field(0.2, ge=0, le=1, description="Scripted agent's stall rate.")
+    save_steps: int | None = Field(None, ge=1, description="Default: refresh_every.")
+    n_per_program: int = Field(20, ge=1, description="Personas per front program (--run).")
+    vllm: Literal["auto", "on", "off"] = "auto"
+    seed: int = 0
+
+    @field_validator("loss_type")
+    @classmethod
+    def _loss(cls, value: str) -> str:
+        if value not in LOSS_TYPES:
+            raise ValueError(f"unknown loss type {value!r} (use one of {', '.join(LOSS_TYPES)})")
+        return value
+
+    @field_validator("curriculum")
+    @classmethod
+    def _curriculum(cls, value: str) -> str:
+        if value not in SCHEDULES:
+            raise ValueError(f"unknown curriculum {value!r} (use one of {', '.join(SCHEDULES)})")
+        return value
+
+    @field_validator("rewards")
+    @classmethod
+    def _rewards(cls, value: list[str]) -> list[str]:
+        unknown = [r for r in value if r not in REWARDS]
+        if unknown or not value:
+            raise ValueError(f"unknown rewards {unknown} (known: {', '.join(REWARDS)})")
+        return value
+
+    def save(self, folder: Path) -> None:
+        (folder / CONFIG_FILE).write_text(self.model_dump_json(indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, folder: str | Path) -> TrainConfig:
+        path = Path(folder) / CONFIG_FILE
+        if not path.is_file():
+            raise InputError(f"{folder}: no training run to resume (no {CONFIG_FILE})")
+        return cls.model_validate_json(path.read_text(encoding="utf-8"))
+
+
+def resolve_model(model: str) -> Path:
+    """A model folder: ``tiny`` is the project's tiny model (built on first use)."""
+    if model == "tiny":
+        from personaevo.llm.tiny import tiny_model_path
+
+        return tiny_model_path()
+    path = Path(model.removeprefix("transformers:")).expanduser()
+    if not path.exists():
+        raise InputError(f"{model}: no such model folder")
+    if not (path / "config.json").is_file():
+        raise InputError(f"{model}: not a model folder (no config.json)")
+    return path
+
+
+def last_checkpoint(out: Path) -> Path | None:
+    """The checkpoint with the highest step in ``out``."""
+    found = [p for p in out.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
+    return max(found, key=lambda p: int(p.name.split("-")[-1])) if found else None
+
+
+class Prepared(BaseModel):
+    """What :func:`prepare` checked and built (before any training)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    model_path: Path
+    train: list  # [(Profile, UserGoal)]
+    held_out: list
+    difficulties: list[float]
+    planner: IntentPlanner
+
+
+def prepare(config: TrainConfig) -> Prepared:
+    """Check every input and split the personas; raises :class:`InputError` on bad input."""
+    planner = IntentPlanner(parse_intents(config.intents, "--intents"))
+    unknown = sorted(set(config.reward_weights) - set(config.rewards))
+    if unknown:
+        raise InputError(f"--reward-weights: {unknown} are not among the rewards used")
+    model_path = resolve_model(config.model)
+    profiles, space = load_profiles(
+        config.personas, config.run, config.space, config.seed, config.n_per_program
+    )
+    goals, template = load_goal_source(config.goals)
+    assigned = goals_for_profiles(profiles, goals, template, config.seed)
+    pairs = list(zip(profiles, assigned, strict=True))
+    order = np.random.default_rng([config.seed, 7]).permutation(len(pairs))
+    n_held = round(config.held_out * len(pairs))
+    if len(pairs) - n_held < 1:
+        raise InputError(f"{len(pairs)} personas leave none for training after the held-out share")
+    held = [pairs[int(i)] for i in order[:n_held]]
+    train = [pairs[int(i)] for i in order[n_held:]]
+    return Prepared(
+        model_path=model_path,
+        train=train,
+        held_out=held,
+        difficulties=[difficulty(p, space) for p, _ in train],
+        planner=planner,
+    )
+
+
+def _use_vllm(mode: str) -> bool:
+    import importlib.util
+
+    import torch
+
+    available = importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
+    if mode == "on" and not available:
+        raise InputError("--vllm on: needs the vllm extra and a GPU (pip install '.[vllm]')")
+    return available if mode == "auto" else mode == "on"
+
+
+def build_trainer(config: TrainConfig, prepared: Prepared, out: Path, make_judge=None):
+    """The configured ``GRPOTrainer`` (its prompt pool refreshes itself on train begin)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOConfig, GRPOTrainer
+
+    from personaevo.simulator.agents import ScriptedAgent
+    from personaevo.simulator.judges import RuleJudge
+    from personaevo.simulator.policy import PolicyLLM
+    from personaevo.simulator.pool import PromptPool, refresh_callback
+
+    cuda = torch.cuda.is_available()
+    tokenizer = AutoTokenizer.from_pretrained(prepared.model_path, padding_side="left")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(prepared.model_path)
+    judge = make_judge() if make_judge else RuleJudge()
+    params = SamplingParams(max_tokens=config.max_completion_length, temperature=config.temperature)
+    pool = PromptPool(
+        profiles=[p for p, _ in prepared.train],
+        goals=[g for _, g in prepared.train],
+        curriculum=Curriculum(prepared.difficulties, config.curriculum),
+        agent=ScriptedAgent(config.agent_refusal),
+        judge=judge,
+        planner=prepared.planner,
+        params=params,
+        size=config.pool_size,
+        conversations=config.rollout_conversations,
+        max_turns=config.max_turns,
+        window=config.window,
+        qa_questions=config.qa_questions,
+        total_steps=config.steps,
+        seed=config.seed,
+        save_dir=out / "rollouts",
+    )
+    holder: dict = {}
+
+    def make_llm(live_model) -> PolicyLLM:
+        return PolicyLLM(live_model, tokenizer, name="policy")
+
+    answerer = _LiveAnswerer(holder, tokenizer)
+    funcs = reward_functions(
+        config.rewards, judge, answerer if "qa_consistency" in config.rewards else None
+    )
+    weights = [config.reward_weights.get(name, 1.0) for name in config.rewards]
+    args = GRPOConfig(
+        output_dir=str(out),
+        max_steps=config.steps,
+        per_device_train_batch_size=config.prompts_per_step * config.group_size,
+        num_generations=config.group_size,
+        max_completion_length=config.max_completion_length,
+        temperature=config.temperature,
+        top_k=0,
+        learning_rate=config.learning_rate,
+        beta=config.beta,
+        loss_type=config.loss_type,
+        mask_truncated_completions=True,
+        reward_weights=weights,
+        logging_steps=1,
+        save_steps=config.save_steps or config.refresh_every,
+        save_strategy="steps",
+        report_to=[],
+        seed=config.seed,
+        data_seed=config.seed,
+        use_cpu=not cuda,
+        bf16=cuda and torch.cuda.is_bf16_supported(),
+        use_vllm=_use_vllm(config.vllm),
+        vllm_mode="colocate",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    peft_config = None
+    if config.lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(
+            r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            target_modules="all-linear",
+            task_type="CAUSAL_LM",
+        )
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=funcs,
+        args=args,
+        train_dataset=pool.dataset(),
+        processing_class=tokenizer,
+        callbacks=[refresh_callback(pool, config.refresh_every, make_llm)],
+        peft_config=peft_config,
+    )
+    holder["model"] = trainer.model
+    return trainer, pool
+
+
+class _LiveAnswerer:
+    """The Q&A answerer: the trainer's current model, looked up at call time."""
+
+    def __init__(self, holder: dict, tokenizer) -> None:
+        self.holder, self.tokenizer = holder, tokenizer
+        self.name = "policy"
+
+    def chat(self, conversations, params=None):
+        from personaevo.simulator.policy import PolicyLLM
+
+        return PolicyLLM(self.holder["model"], self.tokenizer).chat(conversations, params)
+
+
+class TrainResult(BaseModel):
+    out: str
+    final_model: str
+    steps: int
+    resumed_from: str | None
+    seconds: float
+    first_rewards: dict[str, float]
+    last_rewards: dict[str, float]
+
+
+def train_simulator(
+    config: TrainConfig,
+    resume: bool = False,
+    log: Callable[[str], None] = print,
+    callbacks: list | None = None,
+) -> TrainResult:
+    """Train (or resume) a simulator; see the module docstring."""
+    out = Path(config.out)
+    checkpoint = last_checkpoint(out) if resume else None
+    if resume and checkpoint is None:
+        raise InputError(f"{out}: no checkpoint to resume from")
+    if not resume and (out / CONFIG_FILE).exists():
+        raise InputError(f"{out}: already holds a training run; use --resume or another --out")
+    prepared = prepare(config)
+    out.mkdir(parents=True, exist_ok=True)
+    config.save(out)
+    write_personas(out / "heldout.jsonl", [_persona_record(p, g) for p, g in prepared.held_out])
+    log(
+        f"model {prepared.model_path}; {len(prepared.train)} training personas, "
+        f"{len(prepared.held_out)} held out; {config.steps} steps"
+    )
+    trainer, pool = build_trainer(config, prepared, out)
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(_progress_callback(log, config.rewards))
+    for callback in callbacks or []:
+        trainer.add_callback(callback)
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    seconds = time.perf_counter() - start
+    final = out / "final"
+    if config.lora:  # keep the adapter, and write the merged model that any backend loads
+        trainer.model.save_pretrained(str(out / "adapter"))
+        trainer.model.merge_and_unload().save_pretrained(str(final))
+    else:
+        trainer.save_model(str(final))
+    trainer.processing_class.save_pretrained(str(final))
+    history = trainer.state.log_history
+    summary = {
+        "config": config.model_dump(),
+        "steps": trainer.state.global_step,
+        "seconds": round(seconds, 1),
+        "resumed_from": str(checkpoint) if checkpoint else None,
+        "rewards": reward_curves(history),
+        "refreshes": [r.model_dump() for r in pool.reports],
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    curves = summary["rewards"]
+    return TrainResult(
+        out=str(out),
+        final_model=str(final),
+        steps=trainer.state.global_step,
+        resumed_from=summary["resumed_from"],
+        seconds=round(seconds, 1),
+        first_rewards={k: v[0][1] for k, v in curves.items() if v},
+        last_rewards={k: v[-1][1] for k, v in curves.items() if v},
+    )
+
+
+def _progress_callback(log: Callable[[str], None], names: list[str]):
+    """One line per logged step: the total reward and each reward's mean."""
+    from transformers import TrainerCallback
+
+    class Progress(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not logs or "reward" not in logs:
+                return
+            parts = [f"step {state.global_step}/{state.max_steps}", f"reward {logs['reward']:.3f}"]
+            for name in names:
+                value = logs.get(f"rewards/{name}/mean")
+                if value is not None:
+                    parts.append(f"{name} {value:.2f}")
+            if logs.get("step_time") is not None:
+                parts.append(f"{logs['step_time']:.1f} s/step")
+            log("  ".join(parts))
+
+    return Progress()
+
+
+def reward_curves(history: list[dict]) -> dict[str, list[tuple[int, float]]]:
+    """``{reward name: [(step, mean), ...]}`` from TRL's log history."""
+    curves: dict[str, list[tuple[int, float]]] = {}
+    for entry in history:
+        for key, value in entry.items():
+            if key.startswith("rewards/") and key.endswith("/mean") and value is not None:
+                name = key.split("/")[1]
+                curves.setdefault(name, []).append((int(entry.get("step", 0)), float(value)))
+    return curves
+
+
+def _persona_record(profile, goal) -> dict:
+    record = {
+        "id": profile.persona_id,
+        "traits": profile.traits,
+        "profile": profile.facts,
+        "goal": goal.id,
+    }
+    if profile.description:
+        record["description"] = profile.description
+    if profile.rarity is not None:
+        record["rarity"] = profile.rarity
+    return record
