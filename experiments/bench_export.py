@@ -99,6 +99,8 @@ def main() -> None:
             f"{stage.peak_rss_mb:>12.0f}"
         )
     print(f"{'total':<12} {total:>8.2f}")
+    programs_cpu = sum(y.cpu_seconds for y in summary.programs)
+    print(f"the programs' own CPU time in the 2 sandbox workers: {programs_cpu:.1f} s")
     largest_run = summary.sandbox_max_rss_mb or 0.0
     driver = summary.stages[-1].peak_rss_mb
     whole = driver + sum(workers_mb) + len(workers_mb) * largest_run

@@ -23,6 +23,7 @@ from personaevo.personas import (
     write_personas,
 )
 from personaevo.reference import ReferenceMap, ReferencePopulation, load_reference_map
+from personaevo.simulator import Simulator, TrainConfig, evaluate_simulators, train_simulator
 from personaevo.spaces import (
     CategoricalAxis,
     Condition,
@@ -38,6 +39,17 @@ from personaevo.spaces import (
 )
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """``export_personas`` loads the export machinery (and Ray with it) on first use, so
+    that ``import personaevo`` (which every sandbox worker preloads) stays light."""
+    if name == "export_personas":
+        from personaevo.export import export_personas
+
+        return export_personas
+    raise AttributeError(f"module 'personaevo' has no attribute {name!r}")
+
 
 __all__ = [
     "Assessor",
@@ -58,15 +70,20 @@ __all__ = [
     "ReferenceMap",
     "ReferencePopulation",
     "ScoreReport",
+    "Simulator",
+    "TrainConfig",
     "TraitSpace",
     "build_llm",
     "builtin_space_names",
     "check_personas",
+    "evaluate_simulators",
+    "export_personas",
     "load_reference_map",
     "load_space",
     "make_assessor",
     "read_persona_records",
     "resolve_space",
     "score",
+    "train_simulator",
     "write_personas",
 ]

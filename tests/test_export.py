@@ -60,12 +60,14 @@ def _digest(path: Path) -> str:
 # ----------------------------------------------------------------------------- the file
 
 
-def test_jsonl_export_loads_with_datasets_and_pandas(exported):
+def test_jsonl_export_loads_with_datasets_and_pandas(exported, tmp_path):
     import datasets
 
     out, summary = exported
     assert summary.exported == N and summary.pool >= 4 * N - 10
-    ds = datasets.load_dataset("json", data_files=str(out), split="train")
+    ds = datasets.load_dataset(
+        "json", data_files=str(out), split="train", cache_dir=str(tmp_path / "hf")
+    )
     frame = pd.read_json(out, lines=True)
     assert len(ds) == len(frame) == N
     for column in (
@@ -392,3 +394,21 @@ def test_pool_validation_agrees_with_check_personas():
         assert np.array_equal(native[ok], checked.native)
         assert dict(reasons) == checked.reason_counts()
         assert 0 < ok.sum() < len(records)
+
+
+def test_a_run_without_reference_exports_without_rarity(run, sandbox, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("exports*"))
+    config = (copy / "config.yaml").read_text()
+    assert "builtin_reference: true" in config
+    (copy / "config.yaml").write_text(
+        config.replace("builtin_reference: true", "builtin_reference: false")
+    )
+    out = tmp_path / "plain.jsonl"
+    summary = export_personas(copy, n=40, out=out, sandbox=sandbox, n_probes=500)
+    records = read_records(out)
+    assert len(records) == 40 and all(r["rarity"] is None and not r["rare"] for r in records)
+    assert summary.reference is None and summary.density_matched_metrics is None
+    assert summary.required["configuration"].kept == summary.required["configuration"].reached
+    card = out.with_name("plain.card.md").read_text()
+    assert "no reference population" in card and "| n/a |" in card

@@ -262,6 +262,22 @@ def test_rollout_tracks_goal_and_stops(pair, tmp_path):
     assert sum(t.role == "user" for t in budget[0].turns) == 3
 
 
+def test_llm_agent_sees_the_conversation_in_chat_roles(pair):
+    from personaevo.simulator import LLMAgent
+
+    seen = []
+
+    def agent_reply(last: str) -> str:
+        seen.append(last)
+        return "Thank you, I found your order. Your refund has been issued."
+
+    agent = LLMAgent(ScriptedLLM(agent_reply))
+    records = simulate(TemplateSimulator(), agent, RuleJudge(), [pair], 1, 4)
+    assert records[0].agent.startswith("llm:") and STOP not in "".join(seen)
+    assert seen[0].startswith("I ") and records[0].stop_reason == "stop_marker"
+    assert records[0].alignment == 1.0
+
+
 def test_template_simulator_completes_its_goals(pair):
     records = simulate(TemplateSimulator(), ScriptedAgent(), RuleJudge(), [pair], 4, 8)
     assert all(r.stop_reason == "stop_marker" and r.alignment == 1.0 for r in records)
@@ -300,6 +316,22 @@ def test_rewards_follow_their_definitions(pair):
     assert REWARDS["line_to_line"]([""], ["Hi"], earlier=[[]]) == [None]
 
 
+def test_probe_rows_grade_the_answer_and_skip_turn_rewards(pair):
+    from personaevo.simulator.rewards import qa_consistency
+
+    profile, goal = pair
+    facts = {**profile.facts, **goal.instructions.known_info}
+    q = make_questions(facts, np.random.default_rng(1), k=1)[0]
+    wrong = "ABCD"[(q.answer + 1) % 4]
+    completions = [q.answer_letter, f"{wrong})", "I want a refund."]
+    kind = ["probe", "probe", "turn"]
+    questions = [[q.model_dump()], [q.model_dump()], []]
+    assert qa_consistency([[]] * 3, completions, questions, kind=kind) == [1.0, 0.0, None]
+    intents = ["inform", "inform", "request"]
+    got = REWARDS["intent_adherence"]([[]] * 3, completions, intent=intents, kind=kind)
+    assert got == [None, None, 1.0]
+
+
 def test_llm_judge_parses_yes_and_no(pair):
     answers = iter(["Yes.", "no", "maybe"])
     judge = LLMJudge(ScriptedLLM(lambda _: next(answers)))
@@ -321,6 +353,7 @@ def test_questions_are_graded_exactly(pair):
     facts = {**profile.facts, **goal.instructions.known_info}
     questions = make_questions(facts, np.random.default_rng(0), k=3)
     assert len(questions) == 3 and len({q.field for q in questions}) == 3
+    assert make_questions(facts, np.random.default_rng(0), k=0) == []
     for q in questions:
         assert q.options[q.answer] == str(facts[q.field]) and len(set(q.options)) == 4
     assert parse_letter("(b)") == 1 and parse_letter("A) 34") == 0 and parse_letter("none") is None
@@ -409,3 +442,25 @@ def test_invalid_persona_file_is_reported_with_records(tmp_path, customer_suppor
     assert "2 of 3 records are invalid" in message
     with pytest.raises(InputError, match="record 3: malformed"):
         load_personas(path)
+
+
+def test_personas_come_from_a_runs_front_programs(tmp_path):
+    import shutil
+
+    from personaevo.evaluate import seed_generator_paths
+    from personaevo.evolution.config import EvolveConfig
+    from personaevo.simulator import load_profiles
+
+    run = tmp_path / "run"
+    (run / "front").mkdir(parents=True)
+    EvolveConfig(space="customer_support").save(run / "config.yaml")
+    uniform = next(p for p in seed_generator_paths() if p.name == "uniform.py")
+    shutil.copy(uniform, run / "front" / "uniform.py")
+    profiles, space = load_profiles(run=run, n_per_program=5, seed=0)
+    assert space.name == "customer_support"
+    assert [p.persona_id for p in profiles] == [f"uniform-{i}" for i in range(5)]
+    assert all(set(p.traits) == set(space.axis_names) for p in profiles)
+    with pytest.raises(InputError, match="not a run directory"):
+        load_profiles(run=tmp_path)
+    with pytest.raises(InputError, match="exactly one"):
+        load_profiles()

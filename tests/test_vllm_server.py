@@ -14,18 +14,21 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
+from personaevo.errors import InputError
 from personaevo.evolution.config import EvolveConfig
 from personaevo.evolution.run import run_evolution
 from personaevo.llm import LLMError, Message, SamplingParams
 from personaevo.llm.config import LLMConfig
 from personaevo.llm.corpus import likert_messages
 from personaevo.llm.factory import build_llm
-from personaevo.llm.vllm_server import CPU_ENV, VLLMServer, cpu_args
+from personaevo.llm.vllm_server import CPU_ENV, VLLMServer, VLLMServerError, cpu_args
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV = Path(os.environ.get("PERSONAEVO_VLLM_VENV") or ROOT / ".venv-vllm")
@@ -51,6 +54,93 @@ CONVERSATIONS = [
     ],
 ]
 PROMPTS = ["The customer said", "Strongly agree", "def generate(space, n, rng"]
+
+
+# ------------------------------------------------------- the launcher, without vLLM
+
+FAKE_VLLM = """#!{python}
+# Stands in for `vllm serve MODEL --host H --port P --served-model-name NAME ...`: serves
+# GET /v1/models after a short delay, and leaves a child process in its group (as vLLM's
+# engine and worker processes are), whose pid it writes to CHILD_PID_FILE.
+import http.server, json, os, subprocess, sys, time
+args = sys.argv[1:]
+if os.environ.get("FAKE_VLLM_FAIL"):
+    print("fake vllm: cannot load the model", flush=True)
+    sys.exit(3)
+opt = dict(zip(args[2::2], args[3::2]))
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+open(os.environ["CHILD_PID_FILE"], "w").write(str(child.pid))
+time.sleep(0.5)
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({{"data": [{{"id": opt["--served-model-name"]}}]}}).encode()
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(body)
+http.server.HTTPServer((opt["--host"], int(opt["--port"])), Handler).serve_forever()
+"""
+
+
+@pytest.fixture
+def fake_vllm(tmp_path) -> Path:
+    path = tmp_path / "bin" / "vllm"
+    path.parent.mkdir()
+    path.write_text(FAKE_VLLM.format(python=sys.executable))
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture
+def model_folder(tmp_path) -> Path:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    return folder
+
+
+def test_launcher_starts_waits_and_stops_the_whole_process_group(
+    fake_vllm, model_folder, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("CHILD_PID_FILE", str(tmp_path / "child.pid"))
+    server = VLLMServer(model_folder, name="m", venv=fake_vllm.parent.parent, args=cpu_args())
+    assert server.command[:3] == [str(fake_vllm), "serve", str(model_folder.absolute())]
+    assert "--no-enable-chunked-prefill" in server.command
+    with server:
+        assert server.running and server.startup_seconds > 0
+        child = int((tmp_path / "child.pid").read_text())
+        assert _alive(child)  # while the server runs
+    assert not server.running
+    deadline = time.monotonic() + 10
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(child)
+
+
+def _alive(pid: int) -> bool:
+    """A process that exists and is not a zombie awaiting its reaper."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
+
+
+def test_launcher_quotes_the_log_when_the_server_dies(fake_vllm, model_folder, monkeypatch):
+    monkeypatch.setenv("FAKE_VLLM_FAIL", "1")
+    server = VLLMServer(model_folder, executable=fake_vllm, startup_timeout=60)
+    with pytest.raises(VLLMServerError, match=r"(?s)exited with code 3.*cannot load the model"):
+        server.start()
+    assert not server.running
+
+
+def test_launcher_bad_input_is_named_before_anything_starts(tmp_path, model_folder):
+    with pytest.raises(InputError, match=r"no executable .*scripts/vllm_cpu_env\.sh"):
+        VLLMServer(model_folder, venv=tmp_path / "no-venv")
+    with pytest.raises(InputError, match="not a model folder"):
+        VLLMServer(tmp_path / "missing", executable=sys.executable)
+
+
+# ------------------------------------------------------------- a real vllm serve
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +214,10 @@ def test_batched_chat_and_completion_with_token_accounting(client, tokenizer):
         )["input_ids"]
         assert reply.prompt_tokens == len(ids)
         assert 1 <= reply.completion_tokens <= 12
-        assert (reply.finish_reason == "length") == (reply.completion_tokens == 12)
+        if reply.completion_tokens < 12:
+            assert reply.finish_reason == "stop"  # EOS
+        if reply.finish_reason == "length":
+            assert reply.completion_tokens == 12
     for prompt, reply in zip(PROMPTS, completions, strict=True):
         assert reply.prompt_tokens == len(tokenizer(prompt, add_special_tokens=False).input_ids)
         assert 1 <= reply.completion_tokens <= 12
@@ -311,7 +404,9 @@ def test_offline_engine_in_the_vllm_venv(vllm_executable, client, tiny_model_dir
     result = json.loads(lines[-1].removeprefix("RESULT "))
 
     served = client.chat(CONVERSATIONS, SamplingParams(max_tokens=24, temperature=0.0))
+    assert any(len(text) >= 10 for text in result["texts"]), result
     assert result["texts"] == [c.text for c in served]
     assert result["usage"]["calls"] == 1
     assert result["usage"]["requests"] == len(CONVERSATIONS)
     assert result["usage"]["prompt_tokens"] == sum(c.prompt_tokens for c in served)
+    assert result["usage"]["completion_tokens"] == sum(c.completion_tokens for c in served)

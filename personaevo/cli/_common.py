@@ -16,7 +16,7 @@ from personaevo.llm.config import LLMConfig
 from personaevo.reference import ReferencePopulation
 
 # Wide enough for side-by-side tables when output is a file or a pipe.
-console = Console(width=None if sys.stdout.isatty() else 160)
+console = Console(width=None if sys.stdout.isatty() else 220)
 
 
 def add_reference_options(parser: argparse.ArgumentParser) -> None:

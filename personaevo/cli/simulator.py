@@ -8,9 +8,6 @@ from pathlib import Path
 
 from rich.table import Table
 
-# Registers the simulator's section of the tiny model's corpus, so that every command
-# (`tiny-model build` included) builds and finds the same tiny model.
-import personaevo.simulator.corpus_section  # noqa: F401
 from personaevo.cli._common import console, write_json
 from personaevo.errors import InputError
 
@@ -117,6 +114,8 @@ def cmd_train_simulator(args: argparse.Namespace) -> int:
             "reward_weights": _weights(args.reward_weights) or None,
             "intents": _csv(args.intents) or None,
             "vllm": args.vllm,
+            "agent": args.agent,
+            "judge": args.judge,
             "seed": args.seed,
         }
         merged = {**base, **{k: v for k, v in options.items() if v is not None}}
@@ -236,6 +235,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--rewards", help="comma-separated reward names (default: all)")
     tr.add_argument("--reward-weights", dest="reward_weights", help="NAME=W,NAME=W")
     tr.add_argument("--vllm", choices=["auto", "on", "off"])
+    tr.add_argument("--agent", help="rollout agent: 'scripted' (default) or a model spec")
+    tr.add_argument("--judge", help="reward judge: 'rules' (default) or a model spec")
     tr.set_defaults(func=cmd_train_simulator)
     tr.set_defaults(seed=None)
 

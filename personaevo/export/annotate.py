@@ -25,8 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from pydantic import BaseModel
 
+from personaevo.export.models import ConsequentialCount, RareCount, TierCount
 from personaevo.reference import ReferencePopulation
 from personaevo.spaces import ContinuousAxis, TraitSpace
 
@@ -88,13 +88,6 @@ def annotate(
         own_axes = tuple(space.axis_names.index(name) for name in config.where)
         consequential_cells.append(grid.tway_keys(bins, own_axes))
     return Annotations(bins, keys, rare_cell, combos, consequential, consequential_cells)
-
-
-class TierCount(BaseModel):
-    """Entries of one kind the pool reached, and how many kept a persona."""
-
-    reached: int
-    kept: int
 
 
 def required_rows(notes: Annotations, limit: int) -> tuple[np.ndarray, dict[str, TierCount]]:
@@ -212,3 +205,60 @@ def unreached_rare(
                     " & ".join(bin_label(space.axes[j], v) for j, v in zip(axes, b, strict=True))
                 )
     return labels, f"rare {t}-way combinations"
+
+
+def rare_counts(
+    reference: ReferencePopulation | None,
+    pool: Annotations,
+    exported: Annotations,
+    baseline: Annotations | None,
+    t: int,
+) -> list[RareCount]:
+    """Rare cells and rare t-way combinations reached by each set."""
+    if reference is None:
+        return []
+
+    def cells(notes: Annotations | None) -> int | None:
+        return None if notes is None else len(np.unique(notes.cell_keys[notes.rare_cell]))
+
+    def combos(notes: Annotations | None) -> int | None:
+        if notes is None:
+            return None
+        return sum(len(np.unique(keys[hit])) for _, keys, hit in notes.combos)
+
+    out = [
+        RareCount(
+            kind="rare cells",
+            total=len(reference.rare_cell_keys),
+            pool=cells(pool),
+            exported=cells(exported),
+            density_matched=cells(baseline),
+        )
+    ]
+    if pool.combos:
+        out.append(
+            RareCount(
+                kind=f"rare {t}-way combinations",
+                total=sum(int(rare.sum()) for _, _, rare in reference.tway(t)),
+                pool=combos(pool),
+                exported=combos(exported),
+                density_matched=combos(baseline),
+            )
+        )
+    return out
+
+
+def consequential_counts(
+    space: TraitSpace, pool: Annotations, exported: Annotations, baseline: Annotations | None
+) -> list[ConsequentialCount]:
+    """Personas inside each consequential configuration, per set."""
+    return [
+        ConsequentialCount(
+            name=config.name,
+            description=config.description,
+            pool=int(pool.consequential[:, c].sum()),
+            exported=int(exported.consequential[:, c].sum()),
+            density_matched=None if baseline is None else int(baseline.consequential[:, c].sum()),
+        )
+        for c, config in enumerate(space.consequential)
+    ]

@@ -18,7 +18,6 @@ import resource
 import shlex
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,23 +27,21 @@ import numpy as np
 from personaevo.errors import InputError
 from personaevo.evaluate import generator_space
 from personaevo.export.annotate import (
-    Annotations,
     annotate,
-    bin_label,
+    consequential_counts,
+    rare_counts,
     required_rows,
     unreached_rare,
 )
 from personaevo.export.card import render_card
 from personaevo.export.density import FastRarity
-from personaevo.export.models import ConsequentialCount, ExportSummary, RareCount, Stage
+from personaevo.export.models import ExportSummary, Stage
 from personaevo.export.pool import Pool, sample_pool
-from personaevo.export.records import atomic_write, format_for, write_records
+from personaevo.export.records import atomic_write, build_records, format_for, write_records
 from personaevo.export.select import METHODS, select
 from personaevo.metrics import score
-from personaevo.reference import ReferencePopulation
 from personaevo.runfiles import RunFiles, open_run
 from personaevo.sandbox import Sandbox, SandboxLimits
-from personaevo.spaces import TraitSpace
 
 INDEX = "exports.jsonl"
 
@@ -170,22 +167,13 @@ def export_personas(
     def scored(population: list[dict[str, Any]]):
         return score(population, space, reference=reference, seed=seed, n_probes=n_probes)
 
+    exported_report = scored([{"id": r["id"], "traits": r["traits"]} for r in records])
     baseline_notes, baseline_report = None, None
-    # the two reports are independent: score them side by side (numpy and the k-d trees
-    # release the GIL for most of the work)
-    with ThreadPoolExecutor(2) as threads:
-        exported_job = threads.submit(
-            scored, [{"id": r["id"], "traits": r["traits"]} for r in records]
-        )
-        if reference is not None:
-            baseline = reference.sample(len(chosen), np.random.default_rng([seed, 0xDE]))
-            traits = space.grid.to_traits(baseline)
-            baseline_job = threads.submit(
-                scored, [{"id": f"d{i}", "traits": t} for i, t in enumerate(traits)]
-            )
-            baseline_notes = annotate(space, baseline, reference, tway)
-            baseline_report = baseline_job.result()
-        exported_report = exported_job.result()
+    if reference is not None:
+        baseline = reference.sample(len(chosen), np.random.default_rng([seed, 0xDE]))
+        traits = space.grid.to_traits(baseline)
+        baseline_report = scored([{"id": f"d{i}", "traits": t} for i, t in enumerate(traits)])
+        baseline_notes = annotate(space, baseline, reference, tway)
     stages.done("score", "exported set and density-matched sample")
 
     exported_per_program = np.bincount(pool.program[chosen], minlength=len(pool.yields))
@@ -241,121 +229,6 @@ def export_personas(
     if summary.shortfall:
         say(f"exported {len(chosen):,} of {n:,} asked for: {summary.shortfall}")
     return summary
-
-
-def build_records(
-    pool: Pool,
-    chosen: np.ndarray,
-    notes: Annotations,
-    rarity: np.ndarray | None,
-    required: np.ndarray,
-) -> list[dict[str, Any]]:
-    """The exported records of the ``chosen`` pool rows (see :mod:`.records`)."""
-    space = pool.space
-    grid = space.grid
-    native = pool.native[chosen]
-    traits = grid.to_traits(native)
-    labels = [[bin_label(axis, b) for b in range(axis.n_bins)] for axis in space.axes]
-    combos: list[list[str]] = [[] for _ in chosen]
-    for axes, keys, hit in notes.combos:
-        named: dict[int, str] = {}  # rare combinations are few: name each once
-        for i in np.flatnonzero(hit).tolist():
-            key = int(keys[i])
-            if key not in named:
-                named[key] = " & ".join(labels[j][int(notes.bins[i, j])] for j in axes)
-            combos[i].append(named[key])
-    columns = [[labels[j][b] for b in notes.bins[:, j].tolist()] for j in range(space.dim)]
-    cells = ["|".join(parts) for parts in zip(*columns, strict=True)]
-    names = [c.name for c in space.consequential]
-    rare_any = notes.rare_any
-    width = max(6, len(str(len(chosen))))
-    records = []
-    for i, row in enumerate(chosen.tolist()):
-        y = pool.yields[int(pool.program[row])]
-        records.append(
-            {
-                "id": f"{space.name}-{i + 1:0{width}d}",
-                "traits": traits[i],
-                "description": pool.description[row],
-                "profile": pool.profile[row],
-                "rarity": None if rarity is None else round(float(rarity[i]), 6),
-                "cell": cells[i],
-                "rare": bool(rare_any[i]),
-                "rare_cell": bool(notes.rare_cell[i]),
-                "rare_combinations": combos[i],
-                "consequential": [
-                    names[c] for c in np.flatnonzero(notes.consequential[i]).tolist()
-                ],
-                "required": bool(required[i]),
-                "provenance": {
-                    "generator": y.name,
-                    "program_hash": y.program_hash,
-                    "seed": int(pool.seed[row]),
-                    "n": int(pool.chunk[row]),
-                    "source_id": pool.source_id[row],
-                },
-                "space": space.name,
-                "space_version": space.version,
-            }
-        )
-    return records
-
-
-def rare_counts(
-    reference: ReferencePopulation | None,
-    pool: Annotations,
-    exported: Annotations,
-    baseline: Annotations | None,
-    t: int,
-) -> list[RareCount]:
-    """Rare cells and rare t-way combinations reached by each set."""
-    if reference is None:
-        return []
-
-    def cells(notes: Annotations | None) -> int | None:
-        return None if notes is None else len(np.unique(notes.cell_keys[notes.rare_cell]))
-
-    def combos(notes: Annotations | None) -> int | None:
-        if notes is None:
-            return None
-        return sum(len(np.unique(keys[hit])) for _, keys, hit in notes.combos)
-
-    out = [
-        RareCount(
-            kind="rare cells",
-            total=len(reference.rare_cell_keys),
-            pool=cells(pool),
-            exported=cells(exported),
-            density_matched=cells(baseline),
-        )
-    ]
-    if pool.combos:
-        out.append(
-            RareCount(
-                kind=f"rare {t}-way combinations",
-                total=sum(int(rare.sum()) for _, _, rare in reference.tway(t)),
-                pool=combos(pool),
-                exported=combos(exported),
-                density_matched=combos(baseline),
-            )
-        )
-    return out
-
-
-def consequential_counts(
-    space: TraitSpace, pool: Annotations, exported: Annotations, baseline: Annotations | None
-) -> list[ConsequentialCount]:
-    """Personas inside each consequential configuration, per set."""
-    return [
-        ConsequentialCount(
-            name=config.name,
-            description=config.description,
-            pool=int(pool.consequential[:, c].sum()),
-            exported=int(exported.consequential[:, c].sum()),
-            density_matched=None if baseline is None else int(baseline.consequential[:, c].sum()),
-        )
-        for c, config in enumerate(space.consequential)
-    ]
 
 
 def _program_llm(files: RunFiles) -> Any:

@@ -5,9 +5,15 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from personaevo.export.annotate import TierCount
 from personaevo.export.pool import ProgramYield
 from personaevo.metrics import ScoreReport
+
+
+class TierCount(BaseModel):
+    """Entries of one kind the pool reached, and how many kept a persona."""
+
+    reached: int
+    kept: int
 
 
 class Stage(BaseModel):

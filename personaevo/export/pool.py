@@ -46,6 +46,7 @@ class ProgramYield(BaseModel):
     messages: list[str] = []  # the first few failure messages
     max_rss_mb: float | None = None  # largest resident memory of one of its runs
     seconds: float = 0.0  # sandbox wall time of its runs, summed
+    cpu_seconds: float = 0.0  # CPU time of its runs in the sandbox, summed
 
 
 @dataclass
@@ -156,6 +157,7 @@ class _PoolBuilder:
         y.runs += 1
         y.requested += result.n_requested
         y.seconds += result.wall_seconds
+        y.cpu_seconds += result.cpu_seconds or 0.0
         if result.max_rss_mb is not None:
             y.max_rss_mb = max(y.max_rss_mb or 0.0, result.max_rss_mb)
         y.returned += len(result.personas) + result.n_invalid

@@ -37,6 +37,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from personaevo.errors import InputError
+from personaevo.export.annotate import Annotations, bin_label
+from personaevo.export.pool import Pool
 from personaevo.spaces import ContinuousAxis, TraitSpace
 
 FORMATS: tuple[str, ...] = ("jsonl", "parquet", "csv")
@@ -176,3 +178,61 @@ def parse_lists(records: list[dict[str, Any]], key: str) -> list[list[str]]:
             value = json.loads(value)
         out.append(list(value or []))
     return out
+
+
+def build_records(
+    pool: Pool,
+    chosen: np.ndarray,
+    notes: Annotations,
+    rarity: np.ndarray | None,
+    required: np.ndarray,
+) -> list[dict[str, Any]]:
+    """The exported records of the ``chosen`` pool rows (see :mod:`.records`)."""
+    space = pool.space
+    grid = space.grid
+    native = pool.native[chosen]
+    traits = grid.to_traits(native)
+    labels = [[bin_label(axis, b) for b in range(axis.n_bins)] for axis in space.axes]
+    combos: list[list[str]] = [[] for _ in chosen]
+    for axes, keys, hit in notes.combos:
+        named: dict[int, str] = {}  # rare combinations are few: name each once
+        for i in np.flatnonzero(hit).tolist():
+            key = int(keys[i])
+            if key not in named:
+                named[key] = " & ".join(labels[j][int(notes.bins[i, j])] for j in axes)
+            combos[i].append(named[key])
+    columns = [[labels[j][b] for b in notes.bins[:, j].tolist()] for j in range(space.dim)]
+    cells = ["|".join(parts) for parts in zip(*columns, strict=True)]
+    names = [c.name for c in space.consequential]
+    rare_any = notes.rare_any
+    width = max(6, len(str(len(chosen))))
+    records = []
+    for i, row in enumerate(chosen.tolist()):
+        y = pool.yields[int(pool.program[row])]
+        records.append(
+            {
+                "id": f"{space.name}-{i + 1:0{width}d}",
+                "traits": traits[i],
+                "description": pool.description[row],
+                "profile": pool.profile[row],
+                "rarity": None if rarity is None else round(float(rarity[i]), 6),
+                "cell": cells[i],
+                "rare": bool(rare_any[i]),
+                "rare_cell": bool(notes.rare_cell[i]),
+                "rare_combinations": combos[i],
+                "consequential": [
+                    names[c] for c in np.flatnonzero(notes.consequential[i]).tolist()
+                ],
+                "required": bool(required[i]),
+                "provenance": {
+                    "generator": y.name,
+                    "program_hash": y.program_hash,
+                    "seed": int(pool.seed[row]),
+                    "n": int(pool.chunk[row]),
+                    "source_id": pool.source_id[row],
+                },
+                "space": space.name,
+                "space_version": space.version,
+            }
+        )
+    return records

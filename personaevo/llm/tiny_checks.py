@@ -82,7 +82,7 @@ def check_model(llm: LLM, n: int = 60, seed: int = 12345) -> TinyChecks:
         requests.append(describe_request(space, traits))
         axes = space.axis_by_name
         wanted.append([describe_axis(axes[k], v).split(".")[0] for k, v in traits.items()])
-    texts = [c.text for c in llm.chat(requests, SamplingParams(max_tokens=200, temperature=0))]
+    texts = [c.text for c in llm.chat(requests, SamplingParams(max_tokens=120, temperature=0))]
     hits = [
         sum(s in text for s in want) / len(want) for text, want in zip(texts, wanted, strict=True)
     ]

@@ -28,7 +28,6 @@ import socket
 import subprocess
 import tempfile
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -51,8 +50,8 @@ def cpu_args(max_model_len: int = 1024, max_num_seqs: int = 16) -> tuple[str, ..
     """``vllm serve`` options for vLLM's CPU build on a machine with a few cores.
 
     * ``--dtype float32``: as the transformers backend computes, so greedy replies agree;
-    * ``--enforce-eager``: no torch.compile or graph capture (start-up in seconds, not
-      minutes);
+    * ``--enforce-eager``: no torch.compile (vLLM's CPU default compiles the model with
+      inductor at start-up) and no graph capture;
     * ``--max-model-len`` = ``--max-num-batched-tokens`` with ``--no-enable-chunked-prefill``:
       every prompt is prefilled in one step. vLLM 0.32.0's CPU runner crashes its engine
       (``RuntimeError: CPU Generator does not use offset``; the server then refuses every

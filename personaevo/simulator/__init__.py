@@ -14,8 +14,8 @@ and goal rewards, GRPO training and evaluation.
     records = simulate(simulator, ScriptedAgent(), RuleJudge(), pairs, conversations=8,
                        max_turns=6)
 
-Importing this package registers the simulator's section of the tiny model's corpus
-(:mod:`personaevo.simulator.corpus_section`).
+Importing this package (``import personaevo`` does) registers the simulator's section of
+the tiny model's corpus (:mod:`personaevo.simulator.corpus_section`).
 """
 
 from personaevo.simulator import corpus_section as _corpus_section  # noqa: F401 (registers)

@@ -99,13 +99,17 @@ AGENT_SYSTEM = (
 class LLMAgent(Agent):
     """Any language model as the agent: the system prompt :data:`AGENT_SYSTEM` (plus the
     goal's domain), the agent's own lines as ``assistant`` and the user's as ``user``
-    messages (a stop marker is removed)."""
+    messages (a stop marker is removed). Call ``k`` samples with seed ``seed + k``."""
 
-    def __init__(self, llm: LLM, params: SamplingParams | None = None, system: str = "") -> None:
+    def __init__(
+        self, llm: LLM, params: SamplingParams | None = None, system: str = "", seed: int = 0
+    ) -> None:
         self.llm = llm
         self.params = params or SamplingParams(max_tokens=96, temperature=0.7)
         self.system = system or AGENT_SYSTEM
         self.name = f"llm:{llm.name}"
+        self.seed = seed
+        self._calls = 0
 
     def respond(self, views: Sequence[AgentView]) -> list[str]:
         conversations = []
@@ -118,10 +122,6 @@ class LLMAgent(Agent):
                 text = turn.text.replace("###STOP###", "").strip() or "..."
                 messages.append(Message(role=role, content=text))
             conversations.append(messages)
-        seeds = [int(v.rng.integers(2**31)) for v in views]
-        replies = []
-        # one call per distinct seed would defeat batching; the batch shares the first seed
-        params = self.params.model_copy(update={"seed": seeds[0] if seeds else None})
-        for completion in self.llm.chat(conversations, params):
-            replies.append(completion.text.strip() or "...")
-        return replies
+        params = self.params.model_copy(update={"seed": self.seed + self._calls})
+        self._calls += 1
+        return [c.text.strip() or "..." for c in self.llm.chat(conversations, params)]

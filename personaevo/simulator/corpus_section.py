@@ -1,8 +1,9 @@
 """Teaching the tiny model the simulator's exact input format.
 
-Importing this module registers the ``simulator_turns`` section of the tiny model's
-corpus (:func:`personaevo.llm.corpus.register_section`, replacing the generic one), so
-the tiny model starts as a plausible simulator. Each example is built by the same code
+Importing this module (which ``import personaevo`` does, so every process that builds or
+looks up the tiny model sees it) registers the ``simulator_turns`` section of the tiny
+model's corpus (:func:`personaevo.llm.corpus.register_section`, replacing the generic
+one), so the tiny model starts as a plausible simulator. Each example is built by the same code
 that builds the simulator's input (:func:`~personaevo.simulator.conditioning.simulator_messages`):
 
 * a persona drawn uniformly from a built-in space (half of them with a description),

@@ -31,7 +31,7 @@ from personaevo.llm import LLM, SamplingParams
 from personaevo.simulator.agents import Agent
 from personaevo.simulator.goals import UserGoal
 from personaevo.simulator.judges import Judge
-from personaevo.simulator.pool import _value_pools
+from personaevo.simulator.pool import value_pools
 from personaevo.simulator.profiles import Profile
 from personaevo.simulator.qa import make_questions
 from personaevo.simulator.rewards import REWARDS, reward_functions
@@ -83,15 +83,15 @@ def conversation_scores(
         for t, row in enumerate(turn_prompts(record, window, max_turns)):
             rng = np.random.default_rng([seed, c, t])
             row["questions"] = make_questions(row["facts"], rng, qa_questions, pools)
-            row["completion"] = record.turns[record.user_turn_indices()[t]].text
             rows.append(row)
             owner.append(c)
     names = [n for n in TURN_METRICS if n != "qa_consistency" or (answerer and qa_questions)]
     funcs = reward_functions(names, judge, answerer)
-    columns = {k: [r[k] for r in rows] for k in rows[0] if k != "completion"} if rows else {}
+    columns = {k: [r[k] for r in rows] for k in rows[0] if k not in ("line", "prompt")}
+    prompts = [r["prompt"] for r in rows]
     out: dict[str, list[float | None]] = {}
     for name, fn in zip(names, funcs, strict=True):
-        values = fn(columns.get("prompt", []), [r["completion"] for r in rows], **columns)
+        values = fn(prompts, [r["line"] for r in rows], **columns) if rows else []
         sums, counts = np.zeros(len(records)), np.zeros(len(records))
         for c, value in zip(owner, values, strict=True):
             if value is not None:
@@ -137,7 +137,7 @@ def evaluate_simulators(
     params: SamplingParams | None = None,
 ) -> tuple[Comparison, dict[str, list[ConversationRecord]]]:
     """Play and score each model; returns the comparison and every model's records."""
-    pools = _value_pools([p for p, _ in pairs], [g for _, g in pairs])
+    pools = value_pools([p for p, _ in pairs], [g for _, g in pairs])
     params = params or SamplingParams(max_tokens=48, temperature=0.7)
     results, transcripts = [], {}
     for name, llm in models:

@@ -28,6 +28,8 @@ from typing import Literal
 from personaevo.llm import LLM, Message, SamplingParams
 from personaevo.simulator.goals import (
     BEHAVIOUR_KINDS,
+    FACTS_ITEM,
+    UNKNOWN_ITEM,
     GoalItem,
     UnknownInfo,
     UserChecks,
@@ -48,6 +50,8 @@ _ASSISTANT_SPEAK = re.compile(
     r"|^\s*(?:agent|assistant|support)\s*:|\bhappy to help\b|\bwhat can i do for you\b",
     re.IGNORECASE | re.MULTILINE,
 )
+# the implicit items are decided by contradicts_profile and leaks, not as free-text rules
+_IMPLICIT = frozenset({FACTS_ITEM, UNKNOWN_ITEM})
 _STOPWORD_TEXT = (
     "the a an and or of to for your you my me with from that this have has get give ask "
     "about into than then them they their there what when where which while will would"
@@ -126,7 +130,7 @@ class Judge(ABC):
                 if kind not in BEHAVIOUR_KINDS:
                     rows.append((len(item_cases), -1))
                     item_cases.append(("attempts", item, case.line))
-                elif self._judges_free_items(item):
+                elif self._judges_free_items(item) and item.text not in _IMPLICIT:
                     rows.append((-1, len(item_cases)))
                     item_cases.append(("violates", item, case.line))
                 else:

@@ -12,9 +12,15 @@ of training (also after a resume) and every ``K`` optimizer steps.
 Every refresh ``r`` is seeded by ``(seed, r)``: the curriculum draws the personas at
 progress ``t = step / total_steps``, the policy plays ``conversations`` conversations of
 at most ``max_turns`` user turns against the agent, and ``size`` rows are drawn from all
-their user turns (with replacement only when there are fewer). The accelerate data
-loader fetches one batch ahead, so the first batch after a refresh may still come from
-the previous pool.
+their user turns (with replacement only when there are fewer). A row is a *turn* (the
+completion is the user's next line; ``qa_questions`` Q&A probes ride along for the
+``qa_consistency`` reward) or, with probability ``probe_share``, a *probe*: the same
+history, the user's line, then one multiple-choice question about the profile as an agent
+message; the completion is the answer, graded exactly. Probe rows train the simulator to
+answer questions about itself consistently, which utterance rows alone cannot teach.
+
+The accelerate data loader fetches one batch ahead, so the first batch after a refresh
+may still come from the previous pool.
 """
 
 from __future__ import annotations
@@ -25,13 +31,13 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel
 
-from personaevo.llm import LLM, SamplingParams
+from personaevo.llm import LLM, Message, SamplingParams
 from personaevo.simulator.agents import Agent
 from personaevo.simulator.curriculum import Curriculum
 from personaevo.simulator.goals import UserGoal
 from personaevo.simulator.judges import Judge
 from personaevo.simulator.profiles import Profile
-from personaevo.simulator.qa import make_questions
+from personaevo.simulator.qa import make_questions, question_messages
 from personaevo.simulator.rollout import run_conversations, turn_prompts, write_records
 from personaevo.simulator.simulator import IntentPlanner, Simulator
 
@@ -63,6 +69,7 @@ class PromptPool:
         max_turns: int = 4,
         window: int = 6,
         qa_questions: int = 1,
+        probe_share: float = 0.25,
         total_steps: int = 1,
         seed: int = 0,
         save_dir: str | Path | None = None,
@@ -73,10 +80,10 @@ class PromptPool:
         self.curriculum, self.agent, self.judge = curriculum, agent, judge
         self.planner, self.params = planner, params
         self.size, self.conversations, self.max_turns = size, conversations, max_turns
-        self.window, self.qa_questions = window, qa_questions
+        self.window, self.qa_questions, self.probe_share = window, qa_questions, probe_share
         self.total_steps, self.seed = max(1, total_steps), seed
         self.save_dir = Path(save_dir) if save_dir else None
-        self.pools = _value_pools(profiles, goals)
+        self.pools = value_pools(profiles, goals)
         self._rows: list[dict] = []
         self.reports: list[RefreshReport] = []
 
@@ -107,6 +114,15 @@ class PromptPool:
         fresh = []
         for index in chosen:
             row = dict(rows[int(index)])
+            if rng.random() < self.probe_share:
+                probe = make_questions(row["facts"], rng, 1, self.pools)
+                if probe:
+                    context = [Message.model_validate(m) for m in row["prompt"]]
+                    messages = question_messages(context, row["line"], probe[0])
+                    row["prompt"] = [m.model_dump() for m in messages]
+                    row["kind"], row["questions"] = "probe", [probe[0].model_dump()]
+                    fresh.append(row)
+                    continue
             questions = make_questions(row["facts"], rng, self.qa_questions, self.pools)
             row["questions"] = [q.model_dump() for q in questions]
             fresh.append(row)
@@ -138,7 +154,7 @@ class PromptPool:
         return Dataset.from_dict({"slot": list(range(self.size))}).with_transform(self.rows)
 
 
-def _value_pools(profiles: list[Profile], goals: list[UserGoal]) -> dict[str, list[str]]:
+def value_pools(profiles: list[Profile], goals: list[UserGoal]) -> dict[str, list[str]]:
     """Every value each fact key takes across the profiles and goals (Q&A distractors)."""
     pools: dict[str, set[str]] = {}
     for profile, goal in zip(profiles, goals, strict=True):

@@ -91,6 +91,8 @@ def make_questions(
 ) -> list[MCQuestion]:
     """Up to ``k`` questions about distinct facts, chosen at random among those for which
     enough distractors exist."""
+    if k <= 0:
+        return []
     pools = pools or {}
     keys = list(facts)
     out: list[MCQuestion] = []

@@ -9,12 +9,18 @@ passes them as keyword lists and logs each function under its name. A judge othe
 the rule judge, and the Q&A answerer, are bound with :func:`functools.partial` (TRL names a
 partial after the function). ``None`` means "does not apply" (TRL averages without it).
 
+A row's ``kind`` is ``"turn"`` (the completion is the user's next line) or ``"probe"``
+(the completion answers a Q&A probe asked right after a turn, see
+:mod:`personaevo.simulator.pool`). On probe rows only ``qa_consistency`` applies: the
+completion itself is graded.
+
 All rewards lie in [0, 1]. For a line ``x`` (the stop marker removed for the checks):
 
 * ``prompt_to_line = 1 - [x contradicts the persona]`` (Abdulhai et al.'s binary judge);
 * ``line_to_line = 1 - (earlier lines x contradicts) / (earlier lines)``; None on turn 1;
 * ``qa_consistency`` = share of the row's multiple-choice questions the answerer gets
-  right when asked in persona right after ``x``; None without questions;
+  right when asked in persona right after ``x``; None without questions; on a probe row,
+  1 if the completion picks the right option, else 0;
 * ``intent_adherence = [x performs the turn's intent]``;
 * ``goal_progress``: 0 if ``x`` makes a profile or policy item Misaligned, else 1 if it
   moves a task item from Incomplete to Attempted, else 1/2;
@@ -36,7 +42,7 @@ from personaevo.simulator.conditioning import STOP, clean_line
 from personaevo.simulator.goals import Status, UserGoal, after_user
 from personaevo.simulator.intents import Intent
 from personaevo.simulator.judges import Judge, RuleJudge, UserLine
-from personaevo.simulator.qa import MCQuestion, answer_questions
+from personaevo.simulator.qa import MCQuestion, answer_questions, parse_letter
 from personaevo.simulator.rollout import state_from
 
 RULES = RuleJudge()
@@ -65,6 +71,36 @@ def _goal(value: Any) -> UserGoal:
     return value if isinstance(value, UserGoal) else UserGoal.model_validate(value)
 
 
+def _per_row(value: Any, n: int) -> bool:
+    return isinstance(value, list) and len(value) == n
+
+
+def turn_reward(fn: Reward) -> Reward:
+    """Apply ``fn`` to the turn rows of a batch only (None on probe rows)."""
+
+    @functools.wraps(fn)
+    def wrapper(prompts, completions, kind=None, **columns):
+        n = len(completions)
+        if kind is None or all(k == "turn" for k in kind):
+            return fn(prompts, completions, **columns)
+        rows = [i for i, k in enumerate(kind) if k == "turn"]
+        out: list[float | None] = [None] * n
+        if rows:
+            picked = {
+                key: [value[i] for i in rows]
+                if isinstance(value, list) and len(value) == n
+                else value
+                for key, value in columns.items()
+            }
+            values = fn([prompts[i] for i in rows], [completions[i] for i in rows], **picked)
+            for i, value in zip(rows, values, strict=True):
+                out[i] = value
+        return out
+
+    return wrapper
+
+
+@turn_reward
 def prompt_to_line(prompts, completions, facts, persona_text=None, judge: Judge = RULES, **_):
     lines = _lines(completions)
     texts = persona_text or [""] * len(lines)
@@ -72,6 +108,7 @@ def prompt_to_line(prompts, completions, facts, persona_text=None, judge: Judge 
     return [0.0 if bad else 1.0 for bad in judge.contradicts_profile(cases)]
 
 
+@turn_reward
 def line_to_line(prompts, completions, earlier, judge: Judge = RULES, **_):
     lines = _lines(completions)
     cases, owners = [], []
@@ -87,31 +124,47 @@ def line_to_line(prompts, completions, earlier, judge: Judge = RULES, **_):
     ]
 
 
-def qa_consistency(prompts, completions, questions, answerer: LLM | None = None, **_):
-    if answerer is None:
-        raise ValueError(
-            "qa_consistency needs an answerer: functools.partial(qa_consistency, answerer=llm)"
-        )
-    lines = _lines(completions)
+def qa_consistency(
+    prompts, completions, questions, kind=None, answerer: LLM | None = None, **_
+) -> list[float | None]:
+    kinds = kind or ["turn"] * len(completions)
+    out: list[float | None] = [None] * len(completions)
     cases, owners = [], []
-    for i, (prompt, line, qs) in enumerate(zip(prompts, lines, questions, strict=True)):
+    for i, (prompt, completion, qs, k) in enumerate(
+        zip(prompts, completions, questions, kinds, strict=True)
+    ):
+        qs = [q if isinstance(q, MCQuestion) else MCQuestion.model_validate(q) for q in qs]
+        if not qs:
+            continue
+        if k == "probe":  # the completion is the answer
+            picked_option = parse_letter(completion_text(completion), len(qs[0].options))
+            out[i] = float(picked_option == qs[0].answer)
+            continue
+        if answerer is None:
+            raise ValueError(
+                "qa_consistency needs an answerer: functools.partial(qa_consistency, answerer=llm)"
+            )
         context = [m if isinstance(m, Message) else Message.model_validate(m) for m in prompt]
+        line = clean_line(completion_text(completion))
         for q in qs:
-            question = q if isinstance(q, MCQuestion) else MCQuestion.model_validate(q)
-            cases.append((context, line, question))
+            cases.append((context, line, q))
             owners.append(i)
-    right = [0] * len(lines)
-    for owner, ok in zip(owners, answer_questions(answerer, cases), strict=True):
-        right[owner] += ok
-    return [right[i] / len(qs) if qs else None for i, qs in enumerate(questions)]
+    right: dict[int, list[bool]] = {}
+    for owner, ok in zip(owners, answer_questions(answerer, cases) if cases else [], strict=True):
+        right.setdefault(owner, []).append(ok)
+    for owner, oks in right.items():
+        out[owner] = sum(oks) / len(oks)
+    return out
 
 
+@turn_reward
 def intent_adherence(prompts, completions, intent, judge: Judge = RULES, **_):
     lines = _lines(completions)
     cases = [(x, Intent(i)) for x, i in zip(lines, intent, strict=True)]
     return [1.0 if ok else 0.0 for ok in judge.follows_intent(cases)]
 
 
+@turn_reward
 def goal_progress(
     prompts, completions, goal, statuses, facts, persona_text=None, judge: Judge = RULES, **_
 ):
@@ -138,6 +191,7 @@ def goal_progress(
     return out
 
 
+@turn_reward
 def no_leakage(prompts, completions, goal, judge: Judge = RULES, **_):
     lines = _lines(completions)
     cases, owners = [], []
@@ -151,11 +205,13 @@ def no_leakage(prompts, completions, goal, judge: Judge = RULES, **_):
     return [0.0 if hit else 1.0 for hit in leaked]
 
 
+@turn_reward
 def role_fidelity(prompts, completions, judge: Judge = RULES, **_):
     lines = [_plain(x) for x in _lines(completions)]
     return [0.0 if bad else 1.0 for bad in judge.assistant_speak(lines)]
 
 
+@turn_reward
 def stop_validity(prompts, completions, goal, statuses, intent, turn, max_turns, **_):
     out = []
     for line, g, before, i, t, budget in zip(
@@ -196,8 +252,6 @@ def reward_functions(
             raise ValueError(f"unknown reward {name!r} (known: {', '.join(REWARDS)})")
         fn = REWARDS[name]
         if name == "qa_consistency":
-            if answerer is None:
-                raise ValueError("the qa_consistency reward needs an answerer model")
             fn = functools.partial(fn, answerer=answerer)
         elif judge is not None and name != "stop_validity":
             fn = functools.partial(fn, judge=judge)

@@ -196,8 +196,8 @@ def read_records(path: str | Path) -> list[ConversationRecord]:
 
 
 def turn_prompts(record: ConversationRecord, window: int, max_turns: int) -> list[dict]:
-    """One training row per user turn: the simulator's input before the turn and what the
-    rewards need (see :mod:`personaevo.simulator.rewards`)."""
+    """One training row per user turn: the simulator's input before the turn, what the
+    rewards need (see :mod:`personaevo.simulator.rewards`) and the ``line`` the user said."""
     rows = []
     facts = known_facts(record.profile, record.goal)
     text = persona_text(record.profile, record.goal)
@@ -225,6 +225,8 @@ def turn_prompts(record: ConversationRecord, window: int, max_turns: int) -> lis
                 "max_turns": max_turns,
                 "conversation": record.id,
                 "persona_id": record.profile.persona_id,
+                "kind": "turn",
+                "line": turn.text,
             }
         )
         earlier.append(turn.text)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -39,6 +40,9 @@ from personaevo.llm import SamplingParams
 from personaevo.personas import write_personas
 from personaevo.simulator.curriculum import SCHEDULES, Curriculum, difficulty
 from personaevo.simulator.goal_files import goals_for_profiles, load_goal_source
+from personaevo.simulator.goals import UserGoal
+from personaevo.simulator.models import check_model_spec
+from personaevo.simulator.profiles import Profile
 from personaevo.simulator.rewards import REWARDS, reward_functions
 from personaevo.simulator.simulator import IntentPlanner, parse_intents
 from personaevo.simulator.sources import load_profiles
@@ -79,8 +83,13 @@ class TrainConfig(BaseModel):
     rewards: list[str] = Field(default_factory=lambda: list(REWARDS))
     reward_weights: dict[str, float] = Field(default_factory=dict)
     intents: list[str] = Field(default_factory=list, description="Allowed intents; [] = all.")
-    qa_questions: int = Field(1, ge=0, description="Q&A probes per training row.")
+    qa_questions: int = Field(1, ge=0, description="Q&A probes asked after each turn row.")
+    qa_prompt_share: float = Field(
+        0.25, ge=0, le=1, description="Share of training rows that are Q&A probe prompts."
+    )
+    agent: str = Field("scripted", description="Rollout agent: 'scripted' or a model spec.")
     agent_refusal: float = Field(0.2, ge=0, le=1, description="Scripted agent's stall rate.")
+    judge: str = Field("rules", description="Reward judge: 'rules' or a model spec.")
     save_steps: int | None = Field(None, ge=1, description="Default: refresh_every.")
     n_per_program: int = Field(20, ge=1, description="Personas per front program (--run).")
     vllm: Literal["auto", "on", "off"] = "auto"
@@ -139,14 +148,13 @@ def last_checkpoint(out: Path) -> Path | None:
     return max(found, key=lambda p: int(p.name.split("-")[-1])) if found else None
 
 
-class Prepared(BaseModel):
+@dataclass
+class Prepared:
     """What :func:`prepare` checked and built (before any training)."""
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
     model_path: Path
-    train: list  # [(Profile, UserGoal)]
-    held_out: list
+    train: list[tuple[Profile, UserGoal]]
+    held_out: list[tuple[Profile, UserGoal]]
     difficulties: list[float]
     planner: IntentPlanner
 
@@ -158,6 +166,9 @@ def prepare(config: TrainConfig) -> Prepared:
     if unknown:
         raise InputError(f"--reward-weights: {unknown} are not among the rewards used")
     model_path = resolve_model(config.model)
+    for spec in (config.agent, config.judge):
+        if spec not in ("scripted", "rules"):
+            check_model_spec(spec)
     profiles, space = load_profiles(
         config.personas, config.run, config.space, config.seed, config.n_per_program
     )
@@ -190,14 +201,13 @@ def _use_vllm(mode: str) -> bool:
     return available if mode == "auto" else mode == "on"
 
 
-def build_trainer(config: TrainConfig, prepared: Prepared, out: Path, make_judge=None):
+def build_trainer(config: TrainConfig, prepared: Prepared, out: Path):
     """The configured ``GRPOTrainer`` (its prompt pool refreshes itself on train begin)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
 
-    from personaevo.simulator.agents import ScriptedAgent
-    from personaevo.simulator.judges import RuleJudge
+    from personaevo.simulator.models import open_agent, open_judge
     from personaevo.simulator.policy import PolicyLLM
     from personaevo.simulator.pool import PromptPool, refresh_callback
 
@@ -206,13 +216,13 @@ def build_trainer(config: TrainConfig, prepared: Prepared, out: Path, make_judge
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(prepared.model_path)
-    judge = make_judge() if make_judge else RuleJudge()
+    judge = open_judge(config.judge)
     params = SamplingParams(max_tokens=config.max_completion_length, temperature=config.temperature)
     pool = PromptPool(
         profiles=[p for p, _ in prepared.train],
         goals=[g for _, g in prepared.train],
         curriculum=Curriculum(prepared.difficulties, config.curriculum),
-        agent=ScriptedAgent(config.agent_refusal),
+        agent=open_agent(config.agent, config.agent_refusal),
         judge=judge,
         planner=prepared.planner,
         params=params,
@@ -221,6 +231,7 @@ def build_trainer(config: TrainConfig, prepared: Prepared, out: Path, make_judge
         max_turns=config.max_turns,
         window=config.window,
         qa_questions=config.qa_questions,
+        probe_share=config.qa_prompt_share,
         total_steps=config.steps,
         seed=config.seed,
         save_dir=out / "rollouts",
