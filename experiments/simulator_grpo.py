@@ -106,7 +106,7 @@ def mean_sd(values: list[float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--curriculum-steps", type=int, default=20)
     parser.add_argument("--personas", type=int, default=48)
@@ -137,23 +137,23 @@ def main() -> None:
         result["train_seconds"] = round(trained, 1)
         runs.append(result)
         print(f"seed {seed}: trained in {trained:.0f} s")
-    lines = [
-        f"GRPO on the tiny model: {args.steps} steps x {args.prompts_per_step} prompts x "
-        f"{args.group_size} completions, lr {args.lr}, beta {args.beta}; held-out personas, "
-        f"{args.conversations} conversations of up to {args.turns} user turns per model; "
-        f"mean ± sd over seeds {args.seeds}",
-        "",
-        "| metric | before | after | after - before |",
-        "|---|---|---|---|",
-    ]
-    for metric in METRICS:
-        before = [r["models"][0]["metrics"][metric]["mean"] for r in runs]
-        after = [r["models"][1]["metrics"][metric]["mean"] for r in runs]
-        diff = [r["differences"][metric]["mean"] for r in runs]
-        lines.append(f"| {metric} | {mean_sd(before)} | {mean_sd(after)} | {mean_sd(diff)} |")
-    train_times = [r["train_seconds"] for r in runs]
-    lines.append("")
-    lines.append(f"training seconds per seed: {train_times}")
+    lines: list[str] = []
+    if runs:
+        lines += [
+            f"GRPO on the tiny model: {args.steps} steps x {args.prompts_per_step} prompts x "
+            f"{args.group_size} completions, lr {args.lr}, beta {args.beta}; held-out "
+            f"personas, {args.conversations} conversations of up to {args.turns} user turns "
+            f"per model; mean ± sd over seeds {args.seeds}",
+            "",
+            "| metric | before | after | after - before |",
+            "|---|---|---|---|",
+        ]
+        for metric in METRICS:
+            before = [r["models"][0]["metrics"][metric]["mean"] for r in runs]
+            after = [r["models"][1]["metrics"][metric]["mean"] for r in runs]
+            diff = [r["differences"][metric]["mean"] for r in runs]
+            lines.append(f"| {metric} | {mean_sd(before)} | {mean_sd(after)} | {mean_sd(diff)} |")
+        lines += ["", f"training seconds per seed: {[r['train_seconds'] for r in runs]}"]
     if args.curriculum_steps:
         models = [("before", base)]
         for schedule in ("moderate-first", "hardest-first"):
@@ -178,12 +178,13 @@ def main() -> None:
                     else f"{m['mean']:.3f} [{m['low']:.3f}, {m['high']:.3f}]"
                 )
             lines.append(f"| {metric} | " + " | ".join(cells) + " |")
-        runs.append({"curriculum": result})
-    lines.append("")
-    lines.append(f"total {time.perf_counter() - started:.0f} s")
+        (root / "curriculum.json").write_text(json.dumps(result, indent=2) + "\n")
+    lines += ["", f"total {time.perf_counter() - started:.0f} s"]
     print("\n".join(lines))
-    (root / "results.json").write_text(json.dumps(runs, indent=2) + "\n")
-    (root / "results.md").write_text("\n".join(lines) + "\n")
+    if runs:
+        (root / "results.json").write_text(json.dumps(runs, indent=2) + "\n")
+    name = "results.md" if runs else "curriculum.md"
+    (root / name).write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

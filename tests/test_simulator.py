@@ -386,11 +386,15 @@ def test_curriculum_schedules(customer_support):
     assert np.mean(draws >= 8) > 0.8
 
 
-def test_rarity_sets_difficulty():
-    from personaevo.simulator.curriculum import difficulty
+def test_rarity_sets_difficulty_else_the_population_does():
+    from personaevo.simulator.curriculum import difficulties, difficulty
 
     persona = Persona.model_validate({"id": "r", "traits": {"age": 30}, "rarity": 0.9})
     assert difficulty(profile_from_persona(persona), None) == 0.9
+    common = [{"mood": "calm", "age": 30 + i} for i in range(9)]
+    people = [Persona(id=f"q{i}", traits=t) for i, t in enumerate([*common, {"mood": "angry"}])]
+    found = difficulties([profile_from_persona(p) for p in people], None)
+    assert found[-1] == max(found) and found[-1] > 0.5 > found[0]
 
 
 def test_bootstrap_interval():

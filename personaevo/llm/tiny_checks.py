@@ -88,8 +88,13 @@ def check_model(llm: LLM, n: int = 60, seed: int = 12345) -> TinyChecks:
     ]
 
     pool = section_conversations("simulator_turns", 8 * n, seed)
-    ending = [conv for conv in pool if conv[1].content.endswith("Intent: end")][: n // 4]
-    going = [conv for conv in pool if not conv[1].content.endswith("Intent: end")][: n // 4]
+    # Split on the reference reply, not the prompt's wording: the section may be replaced
+    # (the simulator registers its own format). One-letter replies are Q&A probes.
+    turns = [conv for conv in pool if len(conv[-1].content.strip()) > 1]
+    ending = [conv for conv in turns if STOP_MARKER in conv[-1].content][: n // 4]
+    going = [conv for conv in turns if STOP_MARKER not in conv[-1].content][: n // 4]
+    if not ending or not going:
+        raise ValueError("the simulator_turns section gave no ending or no ongoing turn")
     prompts = [conv[:-1] for conv in ending + going]
     said = [c.text for c in llm.chat(prompts, SamplingParams(max_tokens=60, temperature=0))]
     stops = [STOP_MARKER in text for text in said]

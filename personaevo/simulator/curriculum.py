@@ -9,6 +9,11 @@
 * an ordered axis without a marginal: the distance from the middle, ``|2u - 1|`` with
   ``u`` the unit-cube coordinate (:mod:`personaevo.grid`); a categorical one: 1/2.
 
+Without a space (a persona file read without ``--space``), the marginals are the
+population's own: for each trait, ``1 - f(value) / max f`` with ``f`` the value's share
+among the personas that have the trait (numbers are cut into quintiles first), averaged
+over the persona's traits.
+
 **Schedules.** Difficulties are turned into rank quantiles ``q`` in [0, 1] (ties share
 their mean rank). At training progress ``t`` in [0, 1] a persona is drawn with weight
 ``w = exp(-(q - c(t))^2 / (2 s^2))``, ``s = 0.15``, around a centre that moves on
@@ -80,6 +85,45 @@ def difficulty(profile: Profile, space: TraitSpace | None) -> float:
     if profile.rarity is not None:
         return float(min(max(profile.rarity, 0.0), 1.0))
     return trait_difficulty(profile.traits, space) if space is not None else 0.5
+
+
+def population_difficulty(traits: list[dict]) -> list[float]:
+    """Each persona's mean per-trait unusualness within ``traits`` (see the module
+    docstring)."""
+    keys = sorted({k for t in traits for k in t})
+    columns: dict[str, list] = {}
+    for key in keys:
+        values = [t.get(key) for t in traits]
+        numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+        if numbers and len(numbers) == sum(v is not None for v in values):
+            edges = np.quantile(numbers, [0.2, 0.4, 0.6, 0.8])
+            values = [None if v is None else int(np.searchsorted(edges, v)) for v in values]
+        columns[key] = [None if v is None else str(v) for v in values]
+    scores = np.zeros(len(traits))
+    counts = np.zeros(len(traits))
+    for column in columns.values():
+        freq: dict[str, int] = {}
+        for v in column:
+            if v is not None:
+                freq[v] = freq.get(v, 0) + 1
+        top = max(freq.values(), default=1)
+        for i, v in enumerate(column):
+            if v is not None:
+                scores[i] += 1 - freq[v] / top
+                counts[i] += 1
+    return [float(s / c) if c else 0.5 for s, c in zip(scores, counts, strict=True)]
+
+
+def difficulties(profiles: list[Profile], space: TraitSpace | None) -> list[float]:
+    """:func:`difficulty` of every profile; without a space, the population's own
+    marginals stand in for the declared ones."""
+    if space is not None:
+        return [difficulty(p, space) for p in profiles]
+    fallback = population_difficulty([p.traits for p in profiles])
+    return [
+        float(min(max(p.rarity, 0.0), 1.0)) if p.rarity is not None else f
+        for p, f in zip(profiles, fallback, strict=True)
+    ]
 
 
 def centre(schedule: Schedule, t: float) -> float | None:

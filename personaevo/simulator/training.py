@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from personaevo.errors import InputError
 from personaevo.llm import SamplingParams
 from personaevo.personas import write_personas
-from personaevo.simulator.curriculum import SCHEDULES, Curriculum, difficulty
+from personaevo.simulator.curriculum import SCHEDULES, Curriculum, difficulties
 from personaevo.simulator.goal_files import goals_for_profiles, load_goal_source
 from personaevo.simulator.goals import UserGoal
 from personaevo.simulator.models import check_model_spec
@@ -136,9 +136,9 @@ def resolve_model(model: str) -> Path:
         return tiny_model_path()
     path = Path(model.removeprefix("transformers:")).expanduser()
     if not path.exists():
-        raise InputError(f"{model}: no such model folder")
+        raise InputError(f"--model {model}: no such model folder")
     if not (path / "config.json").is_file():
-        raise InputError(f"{model}: not a model folder (no config.json)")
+        raise InputError(f"--model {model}: not a model folder (no config.json)")
     return path
 
 
@@ -185,7 +185,7 @@ def prepare(config: TrainConfig) -> Prepared:
         model_path=model_path,
         train=train,
         held_out=held,
-        difficulties=[difficulty(p, space) for p, _ in train],
+        difficulties=difficulties([p for p, _ in train], space),
         planner=planner,
     )
 
