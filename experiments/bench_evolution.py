@@ -165,11 +165,16 @@ def bench(workers: int, args, workdir: Path) -> dict:
     ]
     steady = [r for r in records if r["generation"] >= 1]
     inside = 0.0
+    per_generation: dict[int, list[float]] = {}
     for r in steady:
         ev = r["evaluation"]
-        inside += ev.get("run_seconds", 0.0)
+        seconds = ev.get("run_seconds", 0.0)
         if ev.get("report"):
-            inside += sum(ev["report"].get("seconds", {}).values())
+            seconds += sum(ev["report"].get("seconds", {}).values())
+        inside += seconds
+        per_generation.setdefault(r["generation"], []).append(seconds)
+    # the best a scheduler could do with 2 workers when each generation is one batch
+    bound = sum(max(max(t), sum(t) / 2) for t in per_generation.values())
     # each callback runs just after its mark: all but the last fall inside the window
     wall_steady = marks[-1] - marks[0] - sum(callback_seconds[:-1])
     n_steady = len(steady)
@@ -177,6 +182,7 @@ def bench(workers: int, args, workdir: Path) -> dict:
     def peak(field: str) -> float:  # max over samples of the mean over actors, in MB
         means = [sum(a[field] for a in sample) / len(sample) for sample in samples if sample]
         return max(means, default=0.0) / MB
+
     return {
         "workers": workers,
         "evaluations": evo.evaluations,
@@ -189,6 +195,8 @@ def bench(workers: int, args, workdir: Path) -> dict:
         "overhead_per_eval": (workers * wall_steady - inside) / n_steady
         if n_steady
         else float("nan"),
+        "ideal_2w": inside / bound if bound else float("nan"),
+        "slowest": max((max(t) for t in per_generation.values()), default=0.0),
         "actors_seen": max((len(a) for a in samples), default=0),
         "actor_rss": peak("rss"),
         "actor_uss": peak("uss"),
@@ -213,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=100)
     p.add_argument("--probes", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--keep", type=Path, help="keep the runs in this folder (w1/, w2/, ...)")
     args = p.parse_args(argv)
     if args.quick:
         args.generations, args.population = 2, 6
@@ -223,8 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-evo-") as tmp:
+        workdir = args.keep or Path(tmp)
         for w in args.workers:
-            results.append(bench(w, args, Path(tmp)))
+            results.append(bench(w, args, workdir))
     header = (
         f"{'workers':>7} {'evals':>6} {'steady':>6} {'wall s':>7} {'steady s':>8} "
         f"{'evals/s':>8} {'evals/s':>8} {'run+score':>9} {'overhead':>9} "
@@ -260,6 +270,12 @@ def main(argv: list[str] | None = None) -> int:
             f"total {by[2]['rate_total'] / by[1]['rate_total']:.2f}x"
         )
     for r in results:
+        print(
+            f"{r['workers']} workers: slowest evaluation {r['slowest']:.1f} s; a perfect "
+            f"scheduler of these evaluation times, one synchronous batch per generation, "
+            f"would get {r['ideal_2w']:.2f}x with 2 workers (experiments/bench_evaluator.py "
+            "measures the evaluator on a batch without stragglers)"
+        )
         print(
             f"front with {r['workers']} workers: {r['front']} programs, "
             f"{r['front_distinct']} distinct objective vectors"
