@@ -9,6 +9,11 @@ delivered for what is still missing. Every persona is validated against the spac
 (invalid ones are counted by reason, never kept), and a trait vector already in the pool
 is a duplicate (counted, dropped). What each program gave, and why not more, is kept per
 program (:class:`ProgramYield`).
+
+With ``measure`` (:class:`personaevo.export.measure.PoolMeasure`) each chunk is measured
+by an assessor before anything else: the measured ``traits`` are validated, deduplicated
+and pooled, the declared ones are kept as JSON text (``Pool.declared``), and personas
+the assessor cannot measure are invalid with reason ``unmeasured: <kind>``.
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ class Pool:
     description: list[str | None]
     profile: list[str | None]  # JSON text
     yields: list[ProgramYield]
+    declared: list[str] | None = None  # JSON text of the declared traits, when measured
     requested: int = 0
     extra_keys: Counter = field(default_factory=Counter)  # persona keys not exported
 
@@ -87,12 +93,14 @@ def sample_pool(
     limits: SandboxLimits | None = None,
     llm: Any = None,
     progress: Callable[[str], None] | None = None,
+    measure: Measure | None = None,
 ) -> Pool:
     """About ``size`` distinct valid personas from ``programs`` (fewer when they cannot
     give more; see the yields). ``view`` is what the programs see as ``space``
-    (:func:`personaevo.evaluate.generator_space`); ``llm`` is passed to the programs."""
+    (:func:`personaevo.evaluate.generator_space`); ``llm`` is passed to the programs;
+    ``measure(personas, seed)`` places each chunk at measured positions (module docstring)."""
     yields = [ProgramYield(name=p.name, program_hash=p.ast_hash) for p in programs]
-    builder = _PoolBuilder(space, yields)
+    builder = _PoolBuilder(space, yields, measure)
     chunks_done = [0] * len(programs)
     own = sandbox is None
     box = Sandbox(workers=workers, limits=limits or SandboxLimits()) if own else sandbox
@@ -131,12 +139,19 @@ def _chunks(total: int, chunk: int) -> list[int]:
     return [chunk] * full + ([rest] if rest else [])
 
 
+Measure = Callable[[list[dict[str, Any]], int], tuple[list[dict[str, Any]], Counter]]
+
+
 class _PoolBuilder:
     """Accumulates sandbox results into a pool, dropping invalid and duplicate personas."""
 
-    def __init__(self, space: TraitSpace, yields: list[ProgramYield]) -> None:
+    def __init__(
+        self, space: TraitSpace, yields: list[ProgramYield], measure: Measure | None = None
+    ) -> None:
         self.space = space
         self.yields = yields
+        self.measure = measure
+        self.declared: list[str] = []
         self.seen: set[bytes] = set()
         self.native: list[np.ndarray] = []
         self.program: list[int] = []
@@ -170,7 +185,16 @@ class _PoolBuilder:
                 y.messages.append(f"seed {result.seed}: {result.message}"[:300])
         if not result.personas:
             return
-        native, ok, reasons = validate(self.space, result.personas)
+        personas = result.personas
+        if self.measure is not None:
+            self.extra_keys.update(k for p in personas for k in p if k not in _KNOWN_KEYS)
+            personas, dropped = self.measure(personas, result.seed)
+            y.invalid += sum(dropped.values())
+            for reason, count in dropped.items():
+                _bump(y.invalid_reasons, reason, count)
+            if not personas:
+                return
+        native, ok, reasons = validate(self.space, personas)
         y.invalid += int((~ok).sum())
         for reason, count in reasons.items():
             _bump(y.invalid_reasons, reason, count)
@@ -180,7 +204,7 @@ class _PoolBuilder:
                 y.duplicates += 1
                 continue
             self.seen.add(key)
-            persona = result.personas[i]
+            persona = personas[i]
             y.pooled += 1
             self.native.append(native[i])
             self.program.append(owner)
@@ -189,12 +213,11 @@ class _PoolBuilder:
             self.source_id.append(str(persona["id"]))
             self.description.append(persona.get("description"))
             profile = persona.get("profile")
-            self.profile.append(
-                None
-                if profile is None
-                else json.dumps(profile, ensure_ascii=False, allow_nan=False)
-            )
-            self.extra_keys.update(k for k in persona if k not in _KNOWN_KEYS)
+            self.profile.append(None if profile is None else _json(profile))
+            if self.measure is None:
+                self.extra_keys.update(k for k in persona if k not in _KNOWN_KEYS)
+            else:
+                self.declared.append(_json(persona.get("declared_traits")))
 
     def build(self) -> Pool:
         d = self.space.dim
@@ -208,9 +231,14 @@ class _PoolBuilder:
             description=self.description,
             profile=self.profile,
             yields=self.yields,
+            declared=None if self.measure is None else self.declared,
             requested=self.requested,
             extra_keys=self.extra_keys,
         )
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, allow_nan=False)
 
 
 def _bump(counts: dict[str, int], key: str, by: int) -> None:

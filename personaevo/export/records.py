@@ -3,7 +3,8 @@
 One record per persona::
 
     id                 "<space>-000001", in selection order
-    traits             {axis: value}
+    traits             {axis: value}: the positions (measured, when the export measured)
+    declared_traits    {axis: value} the program declared (only when positions are measured)
     description        text or null
     profile            JSON text of the program's profile facts, or null
     rarity             share of reference respondents in denser places (1 = rarest), or null
@@ -209,10 +210,13 @@ def build_records(
     records = []
     for i, row in enumerate(chosen.tolist()):
         y = pool.yields[int(pool.program[row])]
+        positions: dict[str, Any] = {"traits": traits[i]}
+        if pool.declared is not None:
+            positions["declared_traits"] = json.loads(pool.declared[row])
         records.append(
             {
                 "id": f"{space.name}-{i + 1:0{width}d}",
-                "traits": traits[i],
+                **positions,
                 "description": pool.description[row],
                 "profile": pool.profile[row],
                 "rarity": None if rarity is None else round(float(rarity[i]), 6),
