@@ -412,3 +412,228 @@ def test_a_run_without_reference_exports_without_rarity(run, sandbox, tmp_path):
     assert summary.required["configuration"].kept == summary.required["configuration"].reached
     card = out.with_name("plain.card.md").read_text()
     assert "no reference population" in card and "| n/a |" in card
+
+
+# ------------------------------------------------------------- measured positions
+
+
+def _embedding_run(path: Path, box: Sandbox) -> Path:
+    """One generation of a real ``assess: embedding`` run (2 islands of 2 text-writing
+    seeds, n=30) through the real loop, run directory, sandbox and measured scoring."""
+    from personaevo.assess import EmbeddingAssessor
+    from personaevo.evaluate import score_run, seed_generator_paths
+    from personaevo.evolution import Evolution, EvolveConfig, RunDirectory
+    from personaevo.programs import GeneratorProgram
+    from personaevo.reference import ReferencePopulation
+    from personaevo.sandbox import Job
+    from personaevo.spaces import resolve_space
+
+    seeds = [str(p) for p in seed_generator_paths("embedding") if p.stem.startswith("phrase_")]
+    assert len(seeds) == 2
+    config = EvolveConfig(
+        space="customer_support",
+        assess="embedding",
+        generations=1,
+        population=2,
+        islands=2,
+        migration_interval=1,
+        migrants=1,
+        workers=1,
+        n=30,
+        probes=300,
+        seed=2,
+        seeds=seeds,
+        out=str(path),
+    )
+    space = resolve_space(config.space)
+    reference = ReferencePopulation.default_for(space, seed=config.seed)
+    view = generator_space(space, reference, seed=config.seed)
+    assessor = EmbeddingAssessor()
+    rundir = RunDirectory(path)
+
+    def evaluate(tasks):
+        programs = [
+            GeneratorProgram(source=s, name=m, ast_hash=k, checked=False) for k, s, m in tasks
+        ]
+        results = box.map(
+            [Job(program=p, space=view, n=config.n, seed=config.seed) for p in programs]
+        )
+        return {
+            key: score_run(result, space, reference, config.seed, config.probes, assessor)
+            for (key, _, _), result in zip(tasks, results, strict=True)
+        }
+
+    evo = Evolution(
+        config.resolved_objectives(True),
+        config.population,
+        config.islands,
+        config.crossover_rate,
+        config.migration_interval,
+        config.migrants,
+        config.seed,
+        evaluate,
+        on_evaluated=rundir.record,
+    )
+    rundir.create(config)
+    evo.seed_population([(p.name, p.source) for p in map(load_program, seeds)])
+    rundir.checkpoint(evo)
+    evo.step()
+    rundir.checkpoint(evo)
+    return path
+
+
+TEXTLESS = """
+def generate(space, n, rng, llm=None):
+    out = []
+    while len(out) < n:
+        traits = {
+            a.name: float(rng.uniform(a.low, a.high)) if a.kind == "continuous"
+            else a.values[int(rng.integers(len(a.values)))]
+            for a in space.axes
+        }
+        if space.is_feasible(traits):
+            out.append({"id": f"t{len(out)}", "traits": traits})
+    return out
+"""
+
+
+@pytest.fixture(scope="module")
+def measured_run(tmp_path_factory, sandbox) -> Path:
+    run = _embedding_run(tmp_path_factory.mktemp("embedding") / "run", sandbox)
+    (run / "front" / "textless.py").write_text(TEXTLESS)  # writes no text: nothing to measure
+    return run
+
+
+@pytest.fixture(scope="module")
+def measured_export(measured_run, sandbox, tmp_path_factory) -> tuple[Path, ExportSummary]:
+    out = tmp_path_factory.mktemp("measured") / "measured.jsonl"
+    summary = export_personas(measured_run, n=60, out=out, sandbox=sandbox, n_probes=500, seed=4)
+    return out, summary
+
+
+def test_measured_run_exports_measured_positions(measured_export, measured_run, sandbox):
+    from personaevo.assess import EmbeddingAssessor
+
+    out, summary = measured_export
+    files = open_run(measured_run)
+    space = files.space
+    records = read_records(out)
+    assert summary.assess == "embedding" and len(records) == summary.exported == 60
+    # traits are where the assessor puts each persona's text, measured afresh here
+    personas = [
+        {
+            "id": r["id"],
+            "traits": r["declared_traits"],
+            "description": r["description"],
+            "profile": None if r["profile"] is None else json.loads(r["profile"]),
+        }
+        for r in records
+    ]
+    again = EmbeddingAssessor().measure(personas, space, seed=0).records
+    assert [a["traits"] for a in again] == [r["traits"] for r in records]
+    assert any(r["traits"] != r["declared_traits"] for r in records)  # text and traits differ
+    # declared_traits are what the program wrote: run it again from the provenance
+    view = generator_space(space, files.reference, seed=files.config.seed)
+    programs = {p.ast_hash: p for p in files.front}
+    for record in records[:: len(records) // 3][:3]:
+        prov = record["provenance"]
+        result = sandbox.run(programs[prov["program_hash"]], view, n=prov["n"], seed=prov["seed"])
+        written = next(p for p in result.personas if str(p["id"]) == prov["source_id"])
+        assert record["declared_traits"] == written["traits"]
+        assert record["description"] == written["description"]
+    # annotations are computed from the measured positions
+    native = native_of(records, space)
+    assert len(np.unique(native, axis=0)) == len(records)
+    rarity = files.reference.rarity(space.grid.unit(native))
+    assert np.allclose([r["rarity"] for r in records], rarity, atol=1e-6)
+    notes = annotate(space, native, files.reference)
+    assert [r["cell"] for r in records] == [space.grid.cell_label(b) for b in notes.bins]
+    assert summary.exported_metrics.n_valid == 60
+
+
+def test_unmeasurable_personas_are_dropped_and_counted(measured_export):
+    _, summary = measured_export
+    yields = {y.name: y for y in summary.programs}
+    textless = yields["textless"]
+    assert textless.returned > 0 and textless.pooled == textless.exported == 0
+    assert textless.invalid_reasons == {"unmeasured: no text": textless.returned}
+    a = summary.assessment
+    assert a is not None and a.method == "embedding"
+    assert a.unmeasured == {"no text": textless.returned}
+    assert a.personas == sum(y.returned for y in summary.programs)
+    assert a.measured + textless.returned == a.personas and a.seconds > 0
+    assert set(a.detail["mean_relevance"]) == {
+        axis.name for axis in open_run(summary.run).space.axes
+    }
+
+
+def test_card_says_how_positions_were_measured(measured_export):
+    out, summary = measured_export
+    card = out.with_name("measured.card.md").read_text()
+    assert "## Positions" in card and "sentence embeddings" in card
+    assert "`declared_traits`" in card and "--assess embedding" in card
+    assert "unmeasured: no text" in card  # the textless program's row
+    saved = ExportSummary.model_validate_json(out.with_name("measured.export.json").read_text())
+    assert saved.assess == "embedding" and saved.assessment == summary.assessment
+
+
+def test_assess_explicit_exports_the_declared_traits(measured_run, sandbox, tmp_path, capsys):
+    out = tmp_path / "declared.jsonl"
+    args = ["export", "--run", str(measured_run), "--n", "60", "--out", str(out)]
+    assert main([*args, "--seed", "4", "--probes", "500", "--assess", "explicit"]) == 0
+    capsys.readouterr()
+    records = read_records(out)
+    assert len(records) == 60 and all("declared_traits" not in r for r in records)
+    summary = ExportSummary.model_validate_json(out.with_name("declared.export.json").read_text())
+    assert summary.assess == "explicit" and summary.assessment is None
+    assert "the traits each program declared" in out.with_name("declared.card.md").read_text()
+    # traits are what the programs wrote: run them again from the provenance
+    files = open_run(measured_run)
+    view = generator_space(files.space, files.reference, seed=files.config.seed)
+    programs = {p.ast_hash: p for p in files.front}
+    assert {y.name: y for y in summary.programs}["textless"].pooled > 0
+    for record in records[::20]:
+        prov = record["provenance"]
+        result = sandbox.run(programs[prov["program_hash"]], view, n=prov["n"], seed=prov["seed"])
+        written = next(p for p in result.personas if str(p["id"]) == prov["source_id"])
+        assert record["traits"] == written["traits"]
+
+
+def test_declared_traits_of_mixed_types_survive_parquet(measured_export, tmp_path):
+    from personaevo.export.records import write_records
+
+    records = read_records(measured_export[0])[:5]
+    axis = next(iter(records[0]["declared_traits"]))
+    records[0]["declared_traits"][axis] = 3  # not checked when positions are measured
+    records[1]["declared_traits"][axis] = "three"
+    for fmt in ("parquet", "jsonl"):
+        path = tmp_path / f"mixed.{fmt}"
+        write_records(path, records, fmt)
+        assert read_records(path) == records, fmt
+
+
+def test_assess_questionnaire_measures_with_the_default_model(
+    measured_run, sandbox, tmp_path, tiny_model_dir
+):
+    """``--assess questionnaire`` on a run without a language model: the tiny model
+    answers the space's items for each persona with text."""
+    out = tmp_path / "asked.jsonl"
+    summary = export_personas(
+        measured_run,
+        n=3,
+        pool_size=4,
+        chunk=1,
+        out=out,
+        sandbox=sandbox,
+        n_probes=200,
+        assess="questionnaire",
+    )
+    a = summary.assessment
+    assert summary.assess == "questionnaire" and a is not None
+    assert a.detail["llm"] == f"transformers:{tiny_model_dir}"
+    items = sum(len(axis.items) for axis in open_run(measured_run).space.axes)
+    assert a.detail["answers"] == items * (a.personas - a.unmeasured.get("no text", 0)) > 0
+    assert a.unmeasured.get("no text") == {y.name: y for y in summary.programs}["textless"].returned
+    records = read_records(out)
+    assert records and all("declared_traits" in r for r in records)
+    assert "Likert items" in out.with_name("asked.card.md").read_text()

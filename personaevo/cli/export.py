@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from personaevo.assess import ASSESS_METHODS
 from personaevo.cli._common import console
 from personaevo.export import export_personas
 from personaevo.export.records import FORMATS
@@ -26,6 +27,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         tway=args.tway,
         force=args.force,
         n_probes=args.probes,
+        assess=args.assess,
         log=lambda line: console.print(line, markup=False, highlight=False),
     )
     console.print(
@@ -74,5 +76,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--tway", type=int, default=2, help="strength of the rare combinations kept (0: none)"
     )
     ex.add_argument("--probes", type=int, default=10_000, help="MC coverage probes for the card")
+    ex.add_argument(
+        "--assess",
+        choices=ASSESS_METHODS,
+        help="how positions are read (default: as the run read them, its config's assess): "
+        "explicit exports the declared traits; embedding or questionnaire measure each "
+        "persona's text and export the measured positions, keeping declared_traits",
+    )
     ex.add_argument("--force", action="store_true", help="overwrite existing output files")
     ex.set_defaults(func=cmd_export)

@@ -2,8 +2,10 @@
 summary.
 
 Stages: open the run (config, space, reference, front programs); sample a pool of
-``pool_size`` personas (default ``4 n``) from the front programs in the sandbox, dropping
-invalid and duplicate ones; annotate cells, rare cells and combinations and consequential
+``pool_size`` personas (default ``4 n``) from the front programs in the sandbox, measuring
+each chunk with the run's assessor when the run's positions were measured (``assess``
+not ``explicit``; :mod:`personaevo.export.measure`), dropping invalid, unmeasured and
+duplicate ones; annotate cells, rare cells and combinations and consequential
 configurations; select ``n`` (the rows that keep every reached rare and consequential
 entry first, then ``maximin``, ``facility`` or ``none``); compute rarity; write the file;
 score the exported set and a density-matched sample of the same size; write the card
@@ -24,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from personaevo.assess import check_assessable
 from personaevo.errors import InputError
 from personaevo.evaluate import generator_space
 from personaevo.export.annotate import (
@@ -35,12 +38,14 @@ from personaevo.export.annotate import (
 )
 from personaevo.export.card import render_card
 from personaevo.export.density import FastRarity
+from personaevo.export.measure import PoolMeasure, export_assessor, run_llm
 from personaevo.export.models import ExportSummary, Stage
 from personaevo.export.pool import Pool, sample_pool
 from personaevo.export.records import atomic_write, build_records, format_for, write_records
 from personaevo.export.select import METHODS, select
+from personaevo.llm.base import ProgramLLM
 from personaevo.metrics import score
-from personaevo.runfiles import RunFiles, open_run
+from personaevo.runfiles import open_run
 from personaevo.sandbox import Sandbox, SandboxLimits
 
 INDEX = "exports.jsonl"
@@ -87,6 +92,7 @@ def export_personas(
     tway: int = 2,
     force: bool = False,
     n_probes: int = 10_000,
+    assess: str | None = None,
     sandbox: Sandbox | None = None,
     log: Callable[[str], None] | None = None,
     command: str | None = None,
@@ -98,7 +104,11 @@ def export_personas(
     summary is an :class:`InputError` unless ``force``. Fewer than ``n`` personas are
     exported when the programs cannot give ``n`` distinct valid ones; the summary's
     ``shortfall`` says how many and why. ``timeout`` is the wall and CPU limit of one
-    sandbox run (default: the run's ``eval_timeout``)."""
+    sandbox run (default: the run's ``eval_timeout``). ``assess`` (``explicit``,
+    ``embedding``, ``questionnaire``) says how positions are read; by default as the run
+    read them (its ``assess``): anything but ``explicit`` measures every pooled persona's
+    text, and the measured positions are exported, with the declared ones kept as
+    ``declared_traits``."""
     say = log or (lambda line: None)
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise InputError(f"--n: expected a positive number of personas, got {n!r}")
@@ -123,7 +133,13 @@ def export_personas(
         )
     space, reference = files.space, files.reference
     pool_size = max(pool_size or 4 * n, n)
-    stages.done("open run", f"{files.path}: {len(files.front)} front programs")
+    method = assess or files.config.assess
+    check_assessable(space, method)
+    llm = run_llm(files, method)
+    assessor = export_assessor(files, method, llm)
+    measure = PoolMeasure(assessor, space) if assessor is not None else None
+    read = "declared traits" if measure is None else f"measured by {method}"
+    stages.done("open run", f"{files.path}: {len(files.front)} front programs; positions: {read}")
 
     limits = SandboxLimits(
         wall_seconds=timeout or files.config.eval_timeout,
@@ -139,10 +155,20 @@ def export_personas(
         sandbox=sandbox,
         workers=workers,
         limits=limits,
-        llm=_program_llm(files),
+        llm=ProgramLLM(llm, files.config.llm.sampling) if files.config.llm is not None else None,
         progress=say,
+        measure=measure,
     )
-    stages.done("sample pool", f"{len(pool):,} distinct valid personas")
+    if llm is not None:
+        llm.close()
+    assessment = measure.summary() if measure is not None else None
+    measured = (
+        f" ({assessment.measured:,} of {assessment.personas:,} measured by {method} in "
+        f"{assessment.seconds:.1f} s)"
+        if assessment
+        else ""
+    )
+    stages.done("sample pool", f"{len(pool):,} distinct valid personas{measured}")
     if len(pool) == 0:
         raise InputError(f"{files.path}: the front programs gave no valid persona: {_why(pool)}")
 
@@ -203,6 +229,8 @@ def export_personas(
         seed=seed,
         chunk=chunk,
         tway=tway,
+        assess=method,
+        assessment=assessment,
         shortfall=_shortfall(n, pool) if len(pool) < n else None,
         programs=pool.yields,
         required=tiers,
@@ -222,23 +250,13 @@ def export_personas(
             f"personaevo export --run {shlex.quote(str(files.path))} --n {n} "
             f"--out {shlex.quote(str(out_path))} --select {select_method} --seed {seed} "
             f"--pool {pool_size} --chunk {chunk}"
-        )
+        ) + (f" --assess {method}" if assess is not None or method != "explicit" else "")
     atomic_write(card_path, lambda tmp: tmp.write_text(render_card(summary, command), "utf-8"))
     atomic_write(summary_path, lambda tmp: tmp.write_text(summary.model_dump_json(indent=1)))
     _add_to_index(files.path, summary, summary_path, say)
     if summary.shortfall:
         say(f"exported {len(chosen):,} of {n:,} asked for: {summary.shortfall}")
     return summary
-
-
-def _program_llm(files: RunFiles) -> Any:
-    """The language model the run gave its programs, or None."""
-    if files.config.llm is None:
-        return None
-    from personaevo.evolution.evaluator import LazyLLM
-    from personaevo.llm.base import ProgramLLM
-
-    return ProgramLLM(LazyLLM(files.config.llm), files.config.llm.sampling)
 
 
 def _why(pool: Pool) -> str:

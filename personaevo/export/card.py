@@ -22,7 +22,8 @@ FIELDS = [
         "the method added, in the order it added them (for maximin every prefix of those is "
         "spread out)",
     ),
-    ("traits", "one value per axis of the space"),
+    ("traits", "one value per axis of the space: the persona's position (see Positions)"),
+    ("declared_traits", "the traits the program declared (only when positions are measured)"),
     ("description", "the program's text for the persona, or null"),
     ("profile", "JSON text of the program's profile facts, or null"),
     ("rarity", "share of reference respondents in denser places (1 = rarest), or null"),
@@ -97,6 +98,7 @@ def render_card(summary: ExportSummary, command: str) -> str:
     ]
     if s.shortfall:
         lines += [f"**Fewer than asked:** {s.shortfall}", ""]
+    lines += ["## Positions", "", *positions_text(s), ""]
     lines += ["## Space and reference population", ""]
     if s.reference:
         lines += [
@@ -228,13 +230,50 @@ def render_card(summary: ExportSummary, command: str) -> str:
         "```",
         "",
         "Each persona's `provenance` gives the program, seed and `n` that wrote it: running "
-        "that program with them in the sandbox gives it again. Positions are the declared "
-        "traits. The personas are synthetic: they reach configurations of the space, they do "
+        "that program with them in the sandbox gives it again"
+        + ("" if s.assess == "explicit" else f", and measuring it by `{s.assess}` its traits")
+        + ". The personas are synthetic: they reach configurations of the space, they do "
         "not describe real people.",
     ]
     for note in s.notes:
         lines += ["", f"Note: {note}"]
     return "\n".join(lines) + "\n"
+
+
+METHODS = {
+    "explicit": "the traits each program declared (`--assess explicit`)",
+    "embedding": "measured from each persona's text by sentence embeddings projected on the "
+    "axes' anchor texts (`--assess embedding`)",
+    "questionnaire": "measured from each persona's text by a language model answering the "
+    "space's Likert items in persona (`--assess questionnaire`)",
+}
+
+
+def positions_text(s: ExportSummary) -> list[str]:
+    """How the exported positions were read, and what the measurement dropped."""
+    lines = [f"Positions (`traits`, and everything computed from them) are {METHODS[s.assess]}."]
+    a = s.assessment
+    if s.assess == "explicit" or a is None:
+        return lines
+    lines[0] += (
+        " The declared traits are kept as `declared_traits`; selection, cells, rarity, rare "
+        "tags and the metrics below use the measured ones."
+    )
+    rate = a.personas / a.seconds if a.seconds > 0 else float("nan")
+    lines += [
+        "",
+        f"{a.measured:,} of the {a.personas:,} personas the programs wrote were measured "
+        f"({a.seconds:.1f} s, {rate:,.0f} personas/s).",
+    ]
+    if a.unmeasured:
+        dropped = ", ".join(f"{kind}: {count:,}" for kind, count in a.unmeasured.items())
+        lines[-1] += f" Not measured, so not exported: {dropped}."
+    model = a.detail.get("model") or a.detail.get("llm")
+    if model:
+        lines[-1] += f" Model: `{model}`."
+    if "parse_rate" in a.detail:
+        lines[-1] += f" Answers parsed: {a.detail['parse_rate']:.1%}."
+    return lines
 
 
 def _summary_name(output: str) -> str:

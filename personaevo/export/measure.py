@@ -56,18 +56,22 @@ class SerialLLM(LLM):
 
 
 def run_llm(files: RunFiles, method: str) -> LLM | None:
-    """The run's language model (built on first use), serialised; the default model when
-    a questionnaire needs one and the run had none; else None."""
+    """The language model of an export: None when neither the programs (the run's
+    ``llm``) nor the assessment need one. For ``questionnaire`` it is built now (a bad
+    model spec fails before any work; the default model when the run had none) and
+    serialised, since the programs may share it; otherwise built on the programs' first
+    call."""
     config = files.config.llm
-    if config is None and method == "questionnaire":
+    if method == "questionnaire":
         from personaevo.llm.config import LLMConfig
+        from personaevo.llm.factory import build_llm
 
-        config = LLMConfig()
+        return SerialLLM(build_llm(config or LLMConfig()))
     if config is None:
         return None
     from personaevo.evolution.evaluator import LazyLLM
 
-    return SerialLLM(LazyLLM(config))
+    return LazyLLM(config)
 
 
 class PoolMeasure:
@@ -141,4 +145,7 @@ def export_assessor(files: RunFiles, method: str | None, llm: LLM | None) -> Ass
     check_assessable(files.space, method)
     if method == "explicit":
         return None
-    return make_assessor(method, llm=llm)
+    assessor = make_assessor(method, llm=llm)
+    if method == "embedding":
+        assessor.frames(files.space)  # load the sentence encoder now: fail before any work
+    return assessor

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from personaevo.assess import AssessmentSummary
 from personaevo.export.pool import ProgramYield
 from personaevo.metrics import ScoreReport
 
@@ -69,6 +70,8 @@ class ExportSummary(BaseModel):
     seed: int
     chunk: int
     tway: int
+    assess: str = "explicit"  # how positions were read: declared traits, or measured
+    assessment: AssessmentSummary | None = None  # the measurement of the pool, when measured
     shortfall: str | None = None
     programs: list[ProgramYield]
     required: dict[str, TierCount]

@@ -93,7 +93,7 @@ def write_records(path: Path, records: list[dict[str, Any]], fmt: str) -> None:
     elif fmt == "parquet":
 
         def write(tmp: Path) -> None:
-            pq.write_table(pa.Table.from_pylist(records), tmp)
+            pq.write_table(_arrow_table(records), tmp)
 
     else:
 
@@ -101,6 +101,20 @@ def write_records(path: Path, records: list[dict[str, Any]], fmt: str) -> None:
             flat_frame(records).to_csv(tmp, index=False)
 
     atomic_write(path, write)
+
+
+def _arrow_table(records: list[dict[str, Any]]) -> pa.Table:
+    """Records as an Arrow table. Declared traits are not checked against the space when
+    positions are measured, so an axis may hold values of several types; then
+    ``declared_traits`` is stored as JSON text (and decoded by :func:`read_records`)."""
+    try:
+        return pa.Table.from_pylist(records)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        if not records or "declared_traits" not in records[0]:
+            raise
+    return pa.Table.from_pylist(
+        [{**r, "declared_traits": json.dumps(r["declared_traits"])} for r in records]
+    )
 
 
 def flat_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -124,7 +138,11 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
             with path.open(encoding="utf-8") as handle:
                 return [json.loads(line) for line in handle if line.strip()]
         if fmt == "parquet":
-            return pq.read_table(path).to_pylist()
+            rows = pq.read_table(path).to_pylist()
+            for row in rows:
+                if isinstance(row.get("declared_traits"), str):
+                    row["declared_traits"] = json.loads(row["declared_traits"])
+            return rows
         frame = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype=str)
     except (OSError, ValueError, pa.ArrowException) as err:
         raise InputError(f"{path}: cannot read the exported personas: {err}") from None
