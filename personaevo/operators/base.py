@@ -4,7 +4,6 @@ every operator's output goes through."""
 from __future__ import annotations
 
 import ast
-import copy
 import functools
 from abc import ABC, abstractmethod
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -12,7 +11,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from personaevo.programs import ast_hash, check_contract
+from personaevo.operators.analysis import Parsed, check_child
+from personaevo.programs import ast_hash
 
 FailureKind = Literal["syntax", "contract", "no-op", "no-site", "invalid-parent", "error"]
 """Why an operator produced no usable child:
@@ -119,14 +119,13 @@ def failed(
 def make_child(source: str, operator: str, parents: list[str], detail: str = "") -> VariationResult:
     """Check a candidate child and wrap it: parse, contract-check, and compare its AST
     hash with the parents'. Any operator (an LLM-driven one included) can return this."""
-    problems = check_contract(source)
-    if problems:
-        kind: FailureKind = "syntax" if problems[0].kind == "syntax_error" else "contract"
-        why = "; ".join(str(p) for p in problems[:3])
+    verdict = check_child(source)
+    if isinstance(verdict, tuple):
+        kind, why = verdict
         return failed(
             operator, parents, kind, f"{detail}: {why}" if detail else why, rejected_source=source
         )
-    digest = ast_hash(source)
+    digest = verdict
     if digest in parents:
         return failed(
             operator,
@@ -170,9 +169,10 @@ class AstMutation(ABC):
         parents = parent_hashes(source)
         if parents is None:
             return failed(self.name, [], "invalid-parent", "parent does not parse")
-        tree = ast.parse(source)
+        parsed = Parsed(source)
+        tree = parsed.tree
         try:
-            detail = self.edit(tree, rng, context)
+            detail = self.edit_parsed(parsed, rng, context)
         except NoSiteError as exc:
             return failed(self.name, parents, "no-site", str(exc))
         except Exception as exc:  # an operator bug must not stop the evolution loop
@@ -182,6 +182,13 @@ class AstMutation(ABC):
         except (RecursionError, ValueError, TypeError, AttributeError) as exc:
             return failed(self.name, parents, "syntax", f"unparse failed: {exc}")
         return make_child(child, self.name, parents, detail)
+
+    def edit_parsed(
+        self, parsed: Parsed, rng: np.random.Generator, context: MutationContext | None
+    ) -> str:
+        """:meth:`edit` on ``parsed.tree``; operators that use the per-source analysis
+        cache (:class:`.analysis.Parsed`) override this and call it from :meth:`edit`."""
+        return self.edit(parsed.tree, rng, context)
 
     @abstractmethod
     def edit(
@@ -201,8 +208,3 @@ def pick(rng: np.random.Generator, items: list[Any], weights: list[float] | None
         return items[int(rng.integers(0, len(items)))]
     w = np.asarray(weights, dtype=float)
     return items[int(rng.choice(len(items), p=w / w.sum()))]
-
-
-def fresh_copy(node: ast.AST) -> ast.AST:
-    """A deep copy of a node, to graft into another tree."""
-    return copy.deepcopy(node)

@@ -7,16 +7,16 @@ helpers it reads that the child lacks (:func:`module_deps`).
 from __future__ import annotations
 
 import ast
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 import numpy as np
 
+from personaevo.operators.analysis import Parsed, caching, fresh_copy
 from personaevo.operators.base import (
     NoSiteError,
     VariationResult,
     failed,
-    fresh_copy,
     make_child,
     parent_hashes,
     pick,
@@ -28,7 +28,6 @@ from personaevo.operators.scope import (
     FunctionNode,
     Site,
     fits,
-    function_sites,
     module_bindings,
     stmt_binds,
     stmt_free,
@@ -110,6 +109,19 @@ def _positional(fn: FunctionNode) -> tuple[str, ...]:
 Graft = Callable[[ast.Module], str]
 """Edits the recipient tree in place and returns a description."""
 
+DonorTree = Callable[[], ast.Module]
+"""The donor parent as it was before either child was made (read only)."""
+
+
+def _pristine(parsed: Parsed) -> DonorTree:
+    """The unedited donor for a graft made later (the donor's own tree is edited when
+    the other child is made): a fresh parse of its source, or a copy taken now."""
+    source = parsed.source
+    if source is not None:
+        return lambda: ast.parse(source)
+    copied = fresh_copy(parsed.tree)
+    return lambda: copied
+
 
 class _TwoChildren:
     """Runs a crossover: each direction yields a graft (or a reason there is none)."""
@@ -124,9 +136,10 @@ class _TwoChildren:
             bad = failed(self.name, [], "invalid-parent", "a parent does not parse")
             return bad, bad
         ha, hb = hashes
-        tree_a, tree_b = ast.parse(a), ast.parse(b)
+        parsed_a, parsed_b = Parsed(a), Parsed(b)
+        tree_a, tree_b = parsed_a.tree, parsed_b.tree
         try:
-            grafts = self.plan(tree_a, tree_b, rng)
+            grafts = self.plan_parsed(parsed_a, parsed_b, rng)
         except Exception as exc:  # an operator bug must not stop the evolution loop
             err = failed(self.name, [ha, hb], "error", f"{type(exc).__name__}: {exc}")
             return err, err.model_copy(update={"parents": [hb, ha]})
@@ -138,6 +151,12 @@ class _TwoChildren:
         self, a: ast.Module, b: ast.Module, rng: np.random.Generator
     ) -> tuple[Graft | str, Graft | str]:
         """One graft per child (into ``a``, into ``b``), or a string saying why none."""
+        return self.plan_parsed(Parsed(None, a), Parsed(None, b), rng)
+
+    def plan_parsed(
+        self, a: Parsed, b: Parsed, rng: np.random.Generator
+    ) -> tuple[Graft | str, Graft | str]:
+        """:meth:`plan`, with the per-source analysis cache (:class:`.analysis.Parsed`)."""
         raise NotImplementedError
 
     def _child(self, tree: ast.Module, graft: Graft | str, parents: list[str]) -> VariationResult:
@@ -186,10 +205,10 @@ def _helper_moves(recipient: ast.Module, donor: ast.Module) -> list[_HelperMove]
 _MOVE_WEIGHT = {"swap": 4.0, "rewire": 4.0, "import": 1.0}
 
 
-def _apply_helper(move: _HelperMove, donor: ast.Module) -> Graft:
+def _apply_helper(move: _HelperMove, donor: DonorTree) -> Graft:
     # Copied now: the donor parent is itself edited when the other child is made.
-    helper, donor = fresh_copy(move.helper), fresh_copy(donor)
-    assert isinstance(helper, ast.FunctionDef) and isinstance(donor, ast.Module)
+    helper = fresh_copy(move.helper)
+    assert isinstance(helper, ast.FunctionDef)
 
     def graft(tree: ast.Module) -> str:
         fn = fresh_copy(helper)
@@ -204,7 +223,7 @@ def _apply_helper(move: _HelperMove, donor: ast.Module) -> Graft:
             if move.kind == "rewire":
                 _rename_loads(tree, str(move.replaces), fn.name)
                 _drop_unused_def(tree, str(move.replaces))
-        deps = module_deps(donor, stmt_free(helper) - {fn.name}, tree)
+        deps = module_deps(donor(), stmt_free(helper) - {fn.name}, tree)
         insert_deps(tree, deps)
         extra = f" (+{len(deps)} module statements)" if deps else ""
         if move.kind == "swap":
@@ -251,23 +270,23 @@ class HelperCrossover(_TwoChildren):
     def __init__(self, name: str = "crossover_helpers") -> None:
         self.name = name
 
-    def plan(
-        self, a: ast.Module, b: ast.Module, rng: np.random.Generator
+    def plan_parsed(
+        self, a: Parsed, b: Parsed, rng: np.random.Generator
     ) -> tuple[Graft | str, Graft | str]:
-        into_a, into_b = _helper_moves(a, b), _helper_moves(b, a)
+        into_a, into_b = _helper_moves(a.tree, b.tree), _helper_moves(b.tree, a.tree)
         first: Graft | str = "the other parent has no helper to take"
         second: Graft | str = first
         swapped: str | None = None
         if into_a:
             move = pick(rng, into_a, [_MOVE_WEIGHT[m.kind] for m in into_a])
-            first = _apply_helper(move, b)
+            first = _apply_helper(move, _pristine(b))
             swapped = move.helper.name if move.kind == "swap" else None
         mirror = [m for m in into_b if m.kind == "swap" and m.helper.name == swapped]
         if mirror:
-            second = _apply_helper(mirror[0], a)
+            second = _apply_helper(mirror[0], _pristine(a))
         elif into_b:
             move = pick(rng, into_b, [_MOVE_WEIGHT[m.kind] for m in into_b])
-            second = _apply_helper(move, a)
+            second = _apply_helper(move, _pristine(a))
         return first, second
 
 
@@ -280,9 +299,10 @@ class _Block:
 
     site: Site
     facts: Facts
-    shape: str
-    """The statement's AST dump with string literals blanked: statements differing only
-    in text (a persona id prefix) are not worth exchanging."""
+    shape: Hashable
+    """The statement's AST with string literals blanked (:func:`_shape`, or the equal-
+    exactly-when key of :func:`_shape_size`): statements differing only in text (a
+    persona id prefix) are not worth exchanging."""
     size: int
 
     @property
@@ -292,9 +312,17 @@ class _Block:
         return stmt
 
 
-def _blocks(tree: ast.Module) -> list[_Block]:
-    found: list[_Block] = []
-    for site in function_sites(tree):
+def _blocks(parsed: Parsed) -> list[_Block]:
+    """The movable statements of a program (their facts cached per source)."""
+    sites = parsed.sites()
+    found = parsed.derived("blocks", lambda p: _block_facts(sites))
+    return [_Block(sites[i], facts, shape, size) for i, facts, shape, size in found]
+
+
+def _block_facts(sites: list[Site]) -> list[tuple[int, Facts, Hashable, int]]:
+    found: list[tuple[int, Facts, Hashable, int]] = []
+    memo: dict[int, tuple[Hashable, int]] = {}
+    for i, site in enumerate(sites):
         stmt = site.stmt
         if stmt is None or isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
             continue
@@ -309,8 +337,48 @@ def _blocks(tree: ast.Module) -> list[_Block]:
             continue  # docstring
         facts = Facts.of(stmt)
         if not facts.escapes:
-            found.append(_Block(site, facts, _shape(stmt), sum(1 for _ in ast.walk(stmt))))
+            if caching():
+                found.append((i, facts, *_shape_size(stmt, memo)))
+            else:
+                found.append((i, facts, _shape(stmt), sum(1 for _ in ast.walk(stmt))))
     return found
+
+
+def _shape_size(node: ast.AST, memo: dict[int, tuple[Hashable, int]]) -> tuple[Hashable, int]:
+    """A key equal for two nodes exactly when their :func:`_shape` dumps are equal (the
+    node type, then each field: a node's key, a tuple for a list, the type and ``repr``
+    of a value; string constants all alike), and the number of nodes :func:`ast.walk`
+    visits. Computed bottom-up once per node (``memo`` by ``id``: one tree, kept alive
+    while it is used), so nested statements cost nothing more."""
+    known = memo.get(id(node))
+    if known is not None:
+        return known
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        result: tuple[Hashable, int] = (("Constant", ""), 1)
+    else:
+        key: list[Hashable] = [type(node).__name__]
+        size = 1
+        for name in node._fields:
+            value = getattr(node, name, None)  # ast.dump omits absent and None alike
+            if isinstance(value, ast.AST):
+                sub, n = _shape_size(value, memo)
+                key.append(sub)
+                size += n
+            elif isinstance(value, list):
+                items: list[Hashable] = []
+                for item in value:
+                    if isinstance(item, ast.AST):
+                        sub, n = _shape_size(item, memo)
+                        items.append(sub)
+                        size += n
+                    else:
+                        items.append((type(item).__name__, repr(item)))
+                key.append(tuple(items))
+            else:
+                key.append(None if value is None else (type(value).__name__, repr(value)))
+        result = (tuple(key), size)
+    memo[id(node)] = result
+    return result
 
 
 class _BlankStrings(ast.NodeTransformer):
@@ -349,10 +417,10 @@ def _pairs(
     ]
 
 
-def _apply_block(out: _Block, incoming: _Block, donor: ast.Module) -> Graft:
+def _apply_block(out: _Block, incoming: _Block, donor: DonorTree) -> Graft:
     # Copied now: the donor parent is itself edited when the other child is made.
-    stmt, donor = fresh_copy(incoming.stmt), fresh_copy(donor)
-    assert isinstance(stmt, ast.stmt) and isinstance(donor, ast.Module)
+    stmt = fresh_copy(incoming.stmt)
+    assert isinstance(stmt, ast.stmt)
     site, origin = out.site, f"line {stmt.lineno} of the other parent's {incoming.site.func.name}"
     missing = set(incoming.facts.free - site.visible)
 
@@ -360,7 +428,7 @@ def _apply_block(out: _Block, incoming: _Block, donor: ast.Module) -> Graft:
         # ``site`` points into ``tree``: the recipient's own parse, edited in place.
         old = site.body[site.index]
         site.body[site.index] = fresh_copy(stmt)
-        deps = module_deps(donor, missing, tree)
+        deps = module_deps(donor(), missing, tree)
         insert_deps(tree, deps)
         extra = f" (+{len(deps)} module statements)" if deps else ""
         return f"line {old.lineno} of {site.func.name} <- {origin}{extra}"
@@ -380,11 +448,12 @@ class BlockCrossover(_TwoChildren):
     def __init__(self, name: str = "crossover_blocks") -> None:
         self.name = name
 
-    def plan(
-        self, a: ast.Module, b: ast.Module, rng: np.random.Generator
+    def plan_parsed(
+        self, a: Parsed, b: Parsed, rng: np.random.Generator
     ) -> tuple[Graft | str, Graft | str]:
         blocks_a, blocks_b = _blocks(a), _blocks(b)
-        names_a, names_b = frozenset(module_bindings(a)), frozenset(module_bindings(b))
+        names_a = a.derived("module_names", lambda p: frozenset(module_bindings(p.tree)))
+        names_b = b.derived("module_names", lambda p: frozenset(module_bindings(p.tree)))
         into_a = _pairs(blocks_a, blocks_b, names_b)
         into_b = _pairs(blocks_b, blocks_a, names_a)
         reverse = {(id(out), id(inc)) for out, inc in into_b}
@@ -392,9 +461,9 @@ class BlockCrossover(_TwoChildren):
         why = "no statement of the other parent fits"
         if both:
             out, inc = pick(rng, both, _weights(both))
-            return _apply_block(out, inc, b), _apply_block(inc, out, a)
-        first = _apply_block(*pick(rng, into_a, _weights(into_a)), b) if into_a else why
-        second = _apply_block(*pick(rng, into_b, _weights(into_b)), a) if into_b else why
+            return _apply_block(out, inc, _pristine(b)), _apply_block(inc, out, _pristine(a))
+        first = _apply_block(*pick(rng, into_a, _weights(into_a)), _pristine(b)) if into_a else why
+        second = _apply_block(*pick(rng, into_b, _weights(into_b)), _pristine(a)) if into_b else why
         return first, second
 
 

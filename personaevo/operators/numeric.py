@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 
+from personaevo.operators.analysis import Parsed
 from personaevo.operators.base import AstMutation, MutationContext, NoSiteError
 
 _IDENTITY_VALUES = (0, 1)
@@ -101,7 +102,12 @@ class PerturbNumbers(AstMutation):
     def edit(
         self, tree: ast.Module, rng: np.random.Generator, context: MutationContext | None
     ) -> str:
-        sites = numeric_sites(tree)
+        return self.edit_parsed(Parsed(None, tree), rng, context)
+
+    def edit_parsed(
+        self, parsed: Parsed, rng: np.random.Generator, context: MutationContext | None
+    ) -> str:
+        sites = parsed.located("numeric_sites", lambda p: numeric_sites(p.tree))
         if not sites:
             raise NoSiteError("no numeric literal to perturb")
         count = min(len(sites), int(rng.choice([1, 2, 3], p=[0.6, 0.25, 0.15])))

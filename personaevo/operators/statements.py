@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from personaevo.operators.base import AstMutation, MutationContext, NoSiteError, fresh_copy, pick
+from personaevo.operators.analysis import Parsed, fresh_copy
+from personaevo.operators.base import AstMutation, MutationContext, NoSiteError, pick
 from personaevo.operators.scope import (
     Facts,
     Site,
@@ -19,7 +20,6 @@ from personaevo.operators.scope import (
     escapes,
     expr_free,
     fits,
-    function_sites,
     iter_scope_stmts,
     stmt_binds,
     updates,
@@ -161,40 +161,63 @@ class InsertStatement(AstMutation):
     def edit(
         self, tree: ast.Module, rng: np.random.Generator, context: MutationContext | None
     ) -> str:
-        sites = [
-            s
-            for s in function_sites(tree, ends=True)
+        return self.edit_parsed(Parsed(None, tree), rng, context)
+
+    def edit_parsed(
+        self, parsed: Parsed, rng: np.random.Generator, context: MutationContext | None
+    ) -> str:
+        all_sites = parsed.sites(ends=True)
+        key = ("insert_statement", tuple(self.library))
+        keep, copies, library = parsed.derived(key, lambda p: self._places(all_sites))
+        if not copies and not library:
+            raise NoSiteError("no statement fits anywhere")
+        sites = [all_sites[i] for i in keep]
+        if copies and (not library or rng.random() < self.copy_share):
+            d, i = pick(rng, copies)
+            donor, site = sites[d].stmt, sites[i]
+            assert donor is not None
+            stmt, what = fresh_copy(donor), f"copy of line {donor.lineno}"
+        else:
+            e, i = pick(rng, library)
+            entry, site = self.library[e], sites[i]
+            stmt, what = entry.statement(), f"library {entry.name}"
+        where = _where(site)
+        site.body.insert(site.index, stmt)
+        return f"inserted {what} {where}"
+
+    def _places(
+        self, all_sites: list[Site]
+    ) -> tuple[list[int], list[tuple[int, int]], list[tuple[int, int]]]:
+        """The usable sites (indices into ``all_sites``), then (donor, site) copies and
+        (library entry, site) insertions as indices into the usable sites."""
+        keep = [
+            k
+            for k, s in enumerate(all_sites)
             if not _is_docstring(s) and not (s.stmt is None and _ends_flow(s.body))
         ]
+        sites = [all_sites[k] for k in keep]
         donors = [
-            (s.stmt, Facts.of(s.stmt))
-            for s in sites
+            (d, s.stmt, Facts.of(s.stmt))
+            for d, s in enumerate(sites)
             if s.stmt is not None
             and not _is_def(s.stmt)
             and not isinstance(s.stmt, ast.Global | ast.Nonlocal)
         ]
         # a copy must do something: call or update, or bind a name read after it
-        donors = [(d, f, _effectful(d)) for d, f in donors if not f.escapes]
+        effective = [(d, stmt, f, _effectful(stmt)) for d, stmt, f in donors if not f.escapes]
         copies = [
-            (d, s)
-            for d, f, effectful in donors
-            for s in sites
-            if fits(f, s) and not _adjacent(d, s) and (effectful or f.binds & s.later_loads())
+            (d, i)
+            for d, stmt, f, effectful in effective
+            for i, s in enumerate(sites)
+            if fits(f, s) and not _adjacent(stmt, s) and (effectful or f.binds & s.later_loads())
         ]
         library = [
-            (e, s) for e, f in self._facts for s in sites if _library_ok(e, s) and fits(f, s)
+            (e, i)
+            for e, (entry, f) in enumerate(self._facts)
+            for i, s in enumerate(sites)
+            if _library_ok(entry, s) and fits(f, s)
         ]
-        if not copies and not library:
-            raise NoSiteError("no statement fits anywhere")
-        if copies and (not library or rng.random() < self.copy_share):
-            donor, site = pick(rng, copies)
-            stmt, what = fresh_copy(donor), f"copy of line {donor.lineno}"
-        else:
-            entry, site = pick(rng, library)
-            stmt, what = entry.statement(), f"library {entry.name}"
-        where = _where(site)
-        site.body.insert(site.index, stmt)
-        return f"inserted {what} {where}"
+        return keep, copies, library
 
 
 def _ends_flow(body: list[ast.stmt]) -> bool:
@@ -240,7 +263,16 @@ class DeleteStatement(AstMutation):
     def edit(
         self, tree: ast.Module, rng: np.random.Generator, context: MutationContext | None
     ) -> str:
-        candidates = [s for s in function_sites(tree) if self._deletable(s)]
+        return self.edit_parsed(Parsed(None, tree), rng, context)
+
+    def edit_parsed(
+        self, parsed: Parsed, rng: np.random.Generator, context: MutationContext | None
+    ) -> str:
+        sites = parsed.sites()
+        found = parsed.derived(
+            "delete_statement", lambda p: [i for i, s in enumerate(sites) if self._deletable(s)]
+        )
+        candidates = [sites[i] for i in found]
         site = pick(rng, candidates) if candidates else None
         if site is None:
             raise NoSiteError("no statement can be deleted")
@@ -289,19 +321,33 @@ class DuplicateStatement(AstMutation):
     def edit(
         self, tree: ast.Module, rng: np.random.Generator, context: MutationContext | None
     ) -> str:
-        candidates = [
-            s
-            for s in function_sites(tree)
-            if s.stmt is not None
-            and not _is_docstring(s)
-            and not _is_def(s.stmt)
-            and not contains(s.stmt, (ast.Return, ast.Yield, ast.YieldFrom))
-            and not (escapes(s.stmt) and not s.in_loop)
-            and _effectful(s.stmt)
-        ]
+        return self.edit_parsed(Parsed(None, tree), rng, context)
+
+    def edit_parsed(
+        self, parsed: Parsed, rng: np.random.Generator, context: MutationContext | None
+    ) -> str:
+        sites = parsed.sites()
+        found = parsed.derived(
+            "duplicate_statement",
+            lambda p: [i for i, s in enumerate(sites) if _duplicable(s)],
+        )
+        candidates = [sites[i] for i in found]
         if not candidates:
             raise NoSiteError("no statement worth duplicating")
         site = pick(rng, candidates)
         stmt = site.body[site.index]
         site.body.insert(site.index + 1, fresh_copy(stmt))
         return f"duplicated line {stmt.lineno} ({type(stmt).__name__}) in {site.func.name}"
+
+
+def _duplicable(s: Site) -> bool:
+    """Whether a statement is worth duplicating in place (see :class:`DuplicateStatement`)."""
+    stmt = s.stmt
+    return (
+        stmt is not None
+        and not _is_docstring(s)
+        and not _is_def(stmt)
+        and not contains(stmt, (ast.Return, ast.Yield, ast.YieldFrom))
+        and not (escapes(stmt) and not s.in_loop)
+        and _effectful(stmt)
+    )
