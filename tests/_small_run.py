@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from personaevo.assess import Assessor
 from personaevo.evaluate import generator_space, score_run, seed_generator_paths
 from personaevo.evolution import Evolution, EvolveConfig, RunDirectory
 from personaevo.programs import GeneratorProgram, load_program
@@ -21,30 +22,50 @@ from personaevo.spaces import resolve_space
 SEEDS = ("density_matched", "sobol", "stratified_extremes", "uniform")
 
 
-def build_run(path: Path, space: str = "customer_support", generations: int = 2) -> Path:
-    """Evolve a few generations of 2 islands of 4 programs (n=40) into ``path``."""
+def small_config(
+    path: Path, space: str = "customer_support", generations: int = 2, **overrides
+) -> EvolveConfig:
+    """2 islands of 4 of the :data:`SEEDS` programs, n=40, into ``path``; ``overrides``
+    replace any field."""
     seeds = [str(p) for p in seed_generator_paths() if p.stem in SEEDS]
-    config = EvolveConfig(
-        space=space,
-        generations=generations,
-        population=4,
-        islands=2,
-        migration_interval=1,
-        migrants=1,
-        workers=1,
-        n=40,
-        probes=500,
-        seed=1,
-        seeds=seeds,
-        out=str(path),
-    )
+    fields = {
+        "space": space,
+        "generations": generations,
+        "population": 4,
+        "islands": 2,
+        "migration_interval": 1,
+        "migrants": 1,
+        "workers": 1,
+        "n": 40,
+        "probes": 500,
+        "seed": 1,
+        "seeds": seeds,
+        "out": str(path),
+    }
+    return EvolveConfig(**{**fields, **overrides})
+
+
+def build_run(
+    path: Path,
+    space: str = "customer_support",
+    generations: int = 2,
+    *,
+    config: EvolveConfig | None = None,
+    assessor: Assessor | None = None,
+    sandbox: Sandbox | None = None,
+) -> Path:
+    """Evolve ``config`` (default :func:`small_config`) into ``path``, positions measured
+    by ``assessor`` (default: declared), on ``sandbox`` (default: a 2-worker one)."""
+    config = config or small_config(path, space, generations)
     space_ = resolve_space(config.space)
     reference = ReferencePopulation.default_for(space_, seed=config.seed)
     objectives = config.resolved_objectives(reference is not None)
     view = generator_space(space_, reference, seed=config.seed)
     rundir = RunDirectory(path)
     limits = SandboxLimits(wall_seconds=30, cpu_seconds=30)
-    with Sandbox(workers=2, limits=limits) as sandbox:
+    owned = sandbox is None
+    box = Sandbox(workers=2, limits=limits) if owned else sandbox
+    try:
 
         def evaluate(tasks: list[tuple[str, str, str]]) -> dict:
             jobs = [
@@ -56,9 +77,9 @@ def build_run(path: Path, space: str = "customer_support", generations: int = 2)
                 )
                 for key, src, name in tasks
             ]
-            results = sandbox.map(jobs)
+            results = box.map(jobs)
             return {
-                key: score_run(result, space_, reference, config.seed, config.probes)
+                key: score_run(result, space_, reference, config.seed, config.probes, assessor)
                 for (key, _, _), result in zip(tasks, results, strict=True)
             }
 
@@ -74,11 +95,14 @@ def build_run(path: Path, space: str = "customer_support", generations: int = 2)
             on_evaluated=rundir.record,
         )
         rundir.create(config)
-        evo.seed_population([(p.name, p.source) for p in map(load_program, seeds)])
+        evo.seed_population([(p.name, p.source) for p in map(load_program, config.seeds)])
         rundir.checkpoint(evo)
         while evo.generation < config.generations:
             evo.step()
             rundir.checkpoint(evo)
+    finally:
+        if owned:
+            box.close()
     return path
 
 

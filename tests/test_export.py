@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from _small_run import shared_run
+from _small_run import build_run, shared_run, small_config
 from scipy.spatial import cKDTree
 
 from personaevo.cli import main
@@ -421,65 +421,21 @@ def _embedding_run(path: Path, box: Sandbox) -> Path:
     """One generation of a real ``assess: embedding`` run (2 islands of 2 text-writing
     seeds, n=30) through the real loop, run directory, sandbox and measured scoring."""
     from personaevo.assess import EmbeddingAssessor
-    from personaevo.evaluate import score_run, seed_generator_paths
-    from personaevo.evolution import Evolution, EvolveConfig, RunDirectory
-    from personaevo.programs import GeneratorProgram
-    from personaevo.reference import ReferencePopulation
-    from personaevo.sandbox import Job
-    from personaevo.spaces import resolve_space
+    from personaevo.evaluate import seed_generator_paths
 
     seeds = [str(p) for p in seed_generator_paths("embedding") if p.stem.startswith("phrase_")]
     assert len(seeds) == 2
-    config = EvolveConfig(
-        space="customer_support",
+    config = small_config(
+        path,
         assess="embedding",
         generations=1,
         population=2,
-        islands=2,
-        migration_interval=1,
-        migrants=1,
-        workers=1,
         n=30,
         probes=300,
         seed=2,
         seeds=seeds,
-        out=str(path),
     )
-    space = resolve_space(config.space)
-    reference = ReferencePopulation.default_for(space, seed=config.seed)
-    view = generator_space(space, reference, seed=config.seed)
-    assessor = EmbeddingAssessor()
-    rundir = RunDirectory(path)
-
-    def evaluate(tasks):
-        programs = [
-            GeneratorProgram(source=s, name=m, ast_hash=k, checked=False) for k, s, m in tasks
-        ]
-        results = box.map(
-            [Job(program=p, space=view, n=config.n, seed=config.seed) for p in programs]
-        )
-        return {
-            key: score_run(result, space, reference, config.seed, config.probes, assessor)
-            for (key, _, _), result in zip(tasks, results, strict=True)
-        }
-
-    evo = Evolution(
-        config.resolved_objectives(True),
-        config.population,
-        config.islands,
-        config.crossover_rate,
-        config.migration_interval,
-        config.migrants,
-        config.seed,
-        evaluate,
-        on_evaluated=rundir.record,
-    )
-    rundir.create(config)
-    evo.seed_population([(p.name, p.source) for p in map(load_program, seeds)])
-    rundir.checkpoint(evo)
-    evo.step()
-    rundir.checkpoint(evo)
-    return path
+    return build_run(path, config=config, assessor=EmbeddingAssessor(), sandbox=box)
 
 
 TEXTLESS = """
