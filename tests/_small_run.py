@@ -9,6 +9,7 @@ which keeps the tests fast.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from personaevo.assess import Assessor
@@ -67,7 +68,8 @@ def build_run(
     box = Sandbox(workers=2, limits=limits) if owned else sandbox
     try:
 
-        def evaluate(tasks: list[tuple[str, str, str]]) -> dict:
+        def evaluate(tasks: Iterable[tuple[str, str, str]]) -> dict:
+            tasks = list(tasks)
             jobs = [
                 Job(
                     program=GeneratorProgram(source=src, name=name, ast_hash=key, checked=False),

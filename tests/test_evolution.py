@@ -173,3 +173,42 @@ def test_lineage_records_the_island_of_each_child(reference_run):
     children = [x for x in lines if x["generation"] > 0]
     assert children and {x["island"] for x in children} <= {0, 1}
     assert {x["island"] for x in children} == {0, 1}
+
+
+def _failed(tasks, pulls: list[int] | None = None, evo=None) -> dict:
+    """An evaluator that fails every program (no sandbox: fast), recording the variation
+    count of ``evo`` at each task it reads."""
+    from personaevo.evaluate import Evaluation
+
+    out = {}
+    for key, _, name in tasks:
+        if pulls is not None:
+            pulls.append(sum(evo.variation.values()))
+        out[key] = Evaluation(program=name, program_hash=key, n=1, seed=0, ok=False)
+    return out
+
+
+def test_children_are_made_as_the_evaluator_reads_them():
+    from personaevo.evaluate import seed_generator_paths
+    from personaevo.evolution import Evolution
+    from personaevo.programs import load_program
+
+    seeds = [(p.name, p.source) for p in map(load_program, seed_generator_paths())]
+
+    def evolution(evaluate) -> Evolution:
+        return Evolution(["mc_coverage", "validity"], 4, 2, 0.3, 1, 1, 7, evaluate)
+
+    pulls: list[int] = []
+    lazy = evolution(lambda tasks: _failed(tasks, pulls, lazy))
+    eager = evolution(lambda tasks: _failed(list(tasks)))
+    for evo in (eager, lazy):
+        evo.seed_population(seeds)
+        evo.step()
+        pulls.clear()
+        evo.step()
+    # the last generation's children were made one by one between the evaluator's reads
+    assert len(set(pulls)) > 1 and pulls == sorted(pulls)
+    assert [[i.key for i in island] for island in lazy.islands] == [
+        [i.key for i in island] for island in eager.islands
+    ]
+    assert list(lazy.cache) == list(eager.cache)

@@ -344,6 +344,7 @@ def sandbox():
 
 def evolution(tiny, sandbox, llm, rate=1.0, seed=0, population=4) -> Evolution:
     def evaluate(tasks):
+        tasks = list(tasks)
         results = evaluate_programs(
             [load_program(src, name=name) for _, src, name in tasks],
             tiny,

@@ -22,7 +22,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import ray
@@ -204,19 +204,32 @@ class RayEvaluator:
     def actor_pids(self) -> list[int]:
         return ray.get([a.pid.remote() for a in self._actors])
 
-    def evaluate(self, tasks: list[tuple[str, str, str]]) -> dict[str, Evaluation]:
+    def evaluate(self, tasks: Iterable[tuple[str, str, str]]) -> dict[str, Evaluation]:
         """Evaluate ``(key, source, name)`` tasks; ``{key: Evaluation}``.
 
-        Each actor has a lane of up to :data:`PIPELINE_DEPTH` tasks: while its head runs,
-        the next one is already on its way, so the actor never waits on the driver. Lanes
-        are topped up beyond one task only while the queue holds at least one task per
-        actor, so the last tasks of a batch are not stuck behind a busy actor while
-        another stands idle. An actor runs its calls in order: only a lane's head can be
-        running, and its timeout counts from when it reached the head."""
-        queue = deque(_Task(key, source, name) for key, source, name in tasks)
+        ``tasks`` is read lazily, at most one task per actor ahead of the ones running:
+        when it is a generator (the loop's children), making the next child overlaps the
+        evaluation of the earlier ones. Each actor has a lane of up to
+        :data:`PIPELINE_DEPTH` tasks: while its head runs, the next one is already on its
+        way, so the actor never waits on the driver. Lanes are topped up beyond one task
+        only while the tasks in hand number at least one per actor, so the last tasks of
+        a batch are not stuck behind a busy actor while another stands idle. An actor
+        runs its calls in order: only a lane's head can be running, and its timeout
+        counts from when it reached the head."""
+        incoming = iter(tasks)
+        queue: deque[_Task] = deque()
         lanes: list[deque[_Task]] = [deque() for _ in self._actors]
         done: dict[str, Evaluation] = {}
         deadline = self.eval_timeout + HUNG_MARGIN_SECONDS
+
+        def refill() -> None:
+            while len(queue) < len(lanes):
+                task = next(incoming, None)
+                if task is None:
+                    return
+                queue.append(_Task(*task))
+
+        refill()
         while queue or any(lanes):
             now = time.monotonic()
             for slot, lane in enumerate(lanes):
@@ -231,6 +244,7 @@ class RayEvaluator:
                     if not lane:
                         task.started = now
                     lane.append(task)
+            refill()  # while the actors run
             heads = [lane[0].ref for lane in lanes if lane]
             ready, _ = ray.wait(heads, num_returns=1, timeout=1.0)
             now = time.monotonic()

@@ -19,10 +19,11 @@ the number of workers.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 from deap import base, tools
@@ -80,8 +81,11 @@ def objective_values(evaluation: Evaluation, objectives: list[str]) -> tuple[flo
 class Evolution:
     """State of one run; :meth:`step` advances one generation.
 
-    ``evaluate`` maps ``[(key, source, name)]`` to ``{key: Evaluation}`` (e.g. a
-    :class:`~personaevo.evolution.evaluator.RayEvaluator`); ``on_evaluated`` is called
+    ``evaluate`` maps an iterable of ``(key, source, name)`` to ``{key: Evaluation}``
+    (e.g. a :class:`~personaevo.evolution.evaluator.RayEvaluator`). It may be a
+    generator, read once: a generation's children are made as ``evaluate`` reads them,
+    so an evaluator that starts work before reading the last task overlaps variation
+    with evaluation (the children and their order do not depend on it); ``on_evaluated`` is called
     for each new evaluation with its individual (the run directory records it).
     ``llm_mutation`` (with ``llm_mutation_rate`` > 0) adds LLM-driven mutation.
 
@@ -99,7 +103,7 @@ class Evolution:
         migration_interval: int,
         migrants: int,
         seed: int,
-        evaluate: Callable[[list[tuple[str, str, str]]], dict[str, Evaluation]],
+        evaluate: Callable[[Iterable[tuple[str, str, str]]], dict[str, Evaluation]],
         on_evaluated: Callable[[Individual, Evaluation, int, int], None] | None = None,
         llm_mutation: LLMMutation | None = None,
         llm_mutation_rate: float = 0.0,
@@ -138,24 +142,37 @@ class Evolution:
         """Evaluate what the cache lacks (one parallel batch), then set fitnesses.
         ``island`` is the island of every individual, or one island per individual."""
         islands = island if isinstance(island, list) else [island] * len(individuals)
-        todo, seen, home = [], set(), {}
-        for ind, where in zip(individuals, islands, strict=True):
-            if ind.key not in self.cache and ind.key not in seen:
-                todo.append(ind)
-                seen.add(ind.key)
-                home[ind.key] = where
-        if todo:
-            results = self.evaluate_batch([(i.key, i.source, i.name) for i in todo])
-            for ind in todo:
-                evaluation = results[ind.key]
-                self.cache[ind.key] = evaluation
-                self.evaluations += 1
-                if evaluation.llm_usage is not None:
-                    self.llm_usage["evaluation"] += evaluation.llm_usage
-                if not evaluation.ok:
-                    self.failures[evaluation.failure or "unknown"] += 1
-                self.on_evaluated(ind, evaluation, generation, home[ind.key])
+        self._evaluate_new(zip(individuals, islands, strict=True), generation)
         self.set_fitness(individuals)
+
+    def _evaluate_new(self, made: Iterable[tuple[Individual, int]], generation: int) -> None:
+        """Evaluate, as one batch, the individuals of ``made`` (individual, island) that
+        the cache lacks, reading ``made`` only as the evaluator asks for tasks, so that
+        making the next child overlaps evaluating the earlier ones."""
+        todo: list[Individual] = []
+        home: dict[str, int] = {}
+
+        def tasks() -> Iterator[tuple[str, str, str]]:
+            for ind, where in made:
+                if ind.key not in self.cache and ind.key not in home:
+                    todo.append(ind)
+                    home[ind.key] = where
+                    yield ind.key, ind.source, ind.name
+
+        stream = tasks()
+        first = next(stream, None)
+        if first is None:
+            return
+        results = self.evaluate_batch(itertools.chain([first], stream))
+        for ind in todo:
+            evaluation = results[ind.key]
+            self.cache[ind.key] = evaluation
+            self.evaluations += 1
+            if evaluation.llm_usage is not None:
+                self.llm_usage["evaluation"] += evaluation.llm_usage
+            if not evaluation.ok:
+                self.failures[evaluation.failure or "unknown"] += 1
+            self.on_evaluated(ind, evaluation, generation, home[ind.key])
 
     def set_fitness(self, individuals: list[Individual]) -> None:
         """Fitnesses from the evaluation cache (every individual must be in it)."""
@@ -208,14 +225,25 @@ class Evolution:
         present: set[str],
         llm_parents: list[Individual] | None = None,
     ) -> list[Individual]:
-        """Up to ``wanted`` new children (keys not in ``present``, which is updated).
-        With ``llm_parents``, a mutation goes to the language model with probability
-        ``llm_mutation_rate``: its parent is appended there and takes a child's place,
-        to be filled after the generation's batched call."""
-        children: list[Individual] = []
+        """Up to ``wanted`` new children (:meth:`_child_stream`) as a list."""
+        return list(self._child_stream(island, wanted, present, llm_parents))
+
+    def _child_stream(
+        self,
+        island: list[Individual],
+        wanted: int,
+        present: set[str],
+        llm_parents: list[Individual] | None = None,
+    ) -> Iterator[Individual]:
+        """Up to ``wanted`` new children (keys not in ``present``, which is updated), made
+        one by one as they are asked for. With ``llm_parents``, a mutation goes to the
+        language model with probability ``llm_mutation_rate``: its parent is appended
+        there and takes a child's place, to be filled after the generation's batched
+        call."""
+        count = 0
         attempts = 0
         deferred = 0
-        while len(children) + deferred < wanted and attempts < 20 * wanted:
+        while count + deferred < wanted and attempts < 20 * wanted:
             attempts += 1
             if self.rng.random() < self.crossover_rate and len(island) > 1:
                 i, j = self.rng.choice(len(island), size=2, replace=False)
@@ -243,10 +271,20 @@ class Evolution:
                 child = self._mutant(parent)
                 made = [child] if child is not None else []
             for child in made:
-                if child.key not in present and len(children) + deferred < wanted:
+                if child.key not in present and count + deferred < wanted:
                     present.add(child.key)
-                    children.append(child)
-        return children
+                    count += 1
+                    yield child
+
+    def _offspring_stream(
+        self, offspring: list[list[Individual]], presents: list[set[str]]
+    ) -> Iterator[tuple[Individual, int]]:
+        """Each island's children in turn, with their island, appended to ``offspring``
+        as they are made."""
+        for i, island in enumerate(self.islands):
+            for child in self._child_stream(island, self.population, presents[i]):
+                offspring[i].append(child)
+                yield child, i
 
     def _candidate(self, ind: Individual) -> Candidate:
         return Candidate(ind.key, ind.name, ind.source, self.cache.get(ind.key))
@@ -300,23 +338,28 @@ class Evolution:
     def step(self) -> None:
         """One generation on every island, then migration, front and logbook."""
         self.generation += 1
-        requests: list[tuple[int, Individual]] = []
         presents = [{ind.key for ind in island} for island in self.islands]
-        offspring = []
-        for i, island in enumerate(self.islands):
-            asked: list[Individual] | None = [] if self.llm_mutation is not None else None
-            offspring.append(self._children(island, self.population, presents[i], asked))
-            requests += [(i, parent) for parent in asked or []]
-        if requests:
-            made = self._llm_children(requests, presents)
+        offspring: list[list[Individual]] = [[] for _ in self.islands]
+        if self.llm_mutation is None:
+            # Children are made as the evaluator asks for them, overlapping evaluation.
+            self._evaluate_new(self._offspring_stream(offspring, presents), self.generation)
+        else:
+            requests: list[tuple[int, Individual]] = []
             for i, island in enumerate(self.islands):
-                offspring[i] += made[i]
-                missing = self.population - len(offspring[i])
-                if missing > 0:  # LLM requests without a child: AST mutants instead
-                    offspring[i] += self._children(island, missing, presents[i])
+                asked: list[Individual] = []
+                offspring[i] = self._children(island, self.population, presents[i], asked)
+                requests += [(i, parent) for parent in asked]
+            if requests:
+                made = self._llm_children(requests, presents)
+                for i, island in enumerate(self.islands):
+                    offspring[i] += made[i]
+                    missing = self.population - len(offspring[i])
+                    if missing > 0:  # LLM requests without a child: AST mutants instead
+                        offspring[i] += self._children(island, missing, presents[i])
+            made_all = [(child, i) for i, children in enumerate(offspring) for child in children]
+            self._evaluate_new(made_all, self.generation)
         batch = [child for children in offspring for child in children]
-        homes = [i for i, children in enumerate(offspring) for _ in children]
-        self._assign(batch, self.generation, homes)
+        self.set_fitness(batch)
         self.front.update(batch)  # a child NSGA-II drops for crowding may still be non-dominated
         for i, children in enumerate(offspring):
             self.islands[i] = tools.selNSGA2(self.islands[i] + children, self.population)
