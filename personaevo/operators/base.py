@@ -200,6 +200,21 @@ class AstMutation(ABC):
         return f"{type(self).__name__}(name={self.name!r})"
 
 
+class CachedAstMutation(AstMutation):
+    """An :class:`AstMutation` written against the per-source analysis cache: subclasses
+    implement :meth:`edit_parsed`; :meth:`edit` runs it on a plain tree with no cache."""
+
+    @abstractmethod
+    def edit_parsed(
+        self, parsed: Parsed, rng: np.random.Generator, context: MutationContext | None
+    ) -> str: ...
+
+    def edit(
+        self, tree: ast.Module, rng: np.random.Generator, context: MutationContext | None
+    ) -> str:
+        return self.edit_parsed(Parsed(None, tree), rng, context)
+
+
 def pick(rng: np.random.Generator, items: list[Any], weights: list[float] | None = None) -> Any:
     """One item, uniformly or by (unnormalised) weights, drawn from ``rng``."""
     if not items:

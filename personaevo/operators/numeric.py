@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from personaevo.operators.analysis import Parsed
-from personaevo.operators.base import AstMutation, MutationContext, NoSiteError
+from personaevo.operators.base import CachedAstMutation, MutationContext, NoSiteError
 
 _IDENTITY_VALUES = (0, 1)
 """0 and 1 (and 0.0, 1.0) are left alone: they are starts, bounds, identities and
@@ -91,18 +91,13 @@ def perturb_value(
     return _round(value * 1.1) if value else 0.1
 
 
-class PerturbNumbers(AstMutation):
+class PerturbNumbers(CachedAstMutation):
     """Perturb one to three numeric literals (see :func:`perturb_value`). Literals that are
     subscript indices, inside f-strings, or equal to 0 or 1 are left alone."""
 
     def __init__(self, name: str = "perturb_numbers", sigma: float = 0.35) -> None:
         self.name = name
         self.sigma = sigma
-
-    def edit(
-        self, tree: ast.Module, rng: np.random.Generator, context: MutationContext | None
-    ) -> str:
-        return self.edit_parsed(Parsed(None, tree), rng, context)
 
     def edit_parsed(
         self, parsed: Parsed, rng: np.random.Generator, context: MutationContext | None

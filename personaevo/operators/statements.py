@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from personaevo.operators.analysis import Parsed, fresh_copy
-from personaevo.operators.base import AstMutation, MutationContext, NoSiteError, pick
+from personaevo.operators.base import CachedAstMutation, MutationContext, NoSiteError, pick
 from personaevo.operators.scope import (
     Facts,
     Site,
@@ -142,7 +142,7 @@ def library_facts(entry: LibraryStatement) -> Facts:
     return Facts.of(_StripReturns().visit(entry.statement()))
 
 
-class InsertStatement(AstMutation):
+class InsertStatement(CachedAstMutation):
     """Insert a statement into a function: a copy of a statement found elsewhere in the
     program (``copy_share`` of the time, when one fits) or one from :data:`STATEMENT_LIBRARY`.
     A statement is placed only where every name it reads is bound (:func:`.scope.fits`)."""
@@ -157,11 +157,6 @@ class InsertStatement(AstMutation):
         self.library = STATEMENT_LIBRARY if library is None else library
         self.copy_share = copy_share
         self._facts = [(e, library_facts(e)) for e in self.library]
-
-    def edit(
-        self, tree: ast.Module, rng: np.random.Generator, context: MutationContext | None
-    ) -> str:
-        return self.edit_parsed(Parsed(None, tree), rng, context)
 
     def edit_parsed(
         self, parsed: Parsed, rng: np.random.Generator, context: MutationContext | None
@@ -249,7 +244,7 @@ def _effectful(stmt: ast.stmt) -> bool:
     return contains(stmt, (ast.Call,))
 
 
-class DeleteStatement(AstMutation):
+class DeleteStatement(CachedAstMutation):
     """Delete one statement from a function. Never deletes a statement containing a
     ``return``, a docstring, a nested ``def``, anything that updates a name an enclosing
     ``while`` loop tests (``attempts += 1``, ``personas.append(..)``: the loop could
@@ -259,11 +254,6 @@ class DeleteStatement(AstMutation):
 
     def __init__(self, name: str = "delete_statement") -> None:
         self.name = name
-
-    def edit(
-        self, tree: ast.Module, rng: np.random.Generator, context: MutationContext | None
-    ) -> str:
-        return self.edit_parsed(Parsed(None, tree), rng, context)
 
     def edit_parsed(
         self, parsed: Parsed, rng: np.random.Generator, context: MutationContext | None
@@ -310,18 +300,13 @@ def _returned(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
     }
 
 
-class DuplicateStatement(AstMutation):
+class DuplicateStatement(CachedAstMutation):
     """Copy a statement in place (right after itself). Only statements whose repetition
     can change the result (calls, in-place updates, loops) are duplicated; returns,
     docstrings and ``def``s are not."""
 
     def __init__(self, name: str = "duplicate_statement") -> None:
         self.name = name
-
-    def edit(
-        self, tree: ast.Module, rng: np.random.Generator, context: MutationContext | None
-    ) -> str:
-        return self.edit_parsed(Parsed(None, tree), rng, context)
 
     def edit_parsed(
         self, parsed: Parsed, rng: np.random.Generator, context: MutationContext | None
