@@ -43,6 +43,16 @@ def _short(name: str) -> str:
     return f"{name.removeprefix('reference.')} {arrow}"
 
 
+def _per_generation(ax, title: str, legend: bool) -> None:
+    """The look of a panel with generations on x: title, integer ticks, grid, legend."""
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("generation")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    if legend:
+        ax.legend(fontsize=7)
+
+
 def pareto_figure(data: ReportData) -> str | None:
     """The Pareto front after each generation, projected on each pair of objectives."""
     objectives = data.files.objectives
@@ -101,12 +111,7 @@ def objectives_figure(data: ReportData) -> str | None:
         mean = np.where(np.abs(mean) > 1e8, np.nan, mean)  # failed programs score -1e9
         ax.plot(gens, best, marker="o", label="best of the islands")
         ax.plot(gens, mean, marker=".", linestyle="--", label="mean of the islands")
-        ax.set_title(_short(name), fontsize=9)
-        ax.set_xlabel("generation")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-        if i == 0:
-            ax.legend(fontsize=7)
+        _per_generation(ax, _short(name), legend=i == 0)
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.16, top=0.9, wspace=0.3)
     return png(fig)
 
@@ -127,12 +132,7 @@ def coverage_figure(data: ReportData) -> str | None:
         ax.plot(
             data.generations, series["median"], marker=".", linestyle="--", label="median of gen."
         )
-        ax.set_title(_short(name), fontsize=9)
-        ax.set_xlabel("generation")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-        if i == 0:
-            ax.legend(fontsize=7)
+        _per_generation(ax, _short(name), legend=i == 0)
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.1, top=0.93, wspace=0.3, hspace=0.5)
     return png(fig)
 
@@ -173,11 +173,7 @@ def llm_figure(data: ReportData) -> str | None:
         ax = fig.add_subplot(1, 3, i + 1)
         for key in keys:
             ax.plot(gens, [acc[key] for _, acc in data.llm], marker="o", label=key)
-        ax.set_title(f"cumulative {title}", fontsize=9)
-        ax.set_xlabel("generation")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        _per_generation(ax, f"cumulative {title}", legend=True)
     fig.subplots_adjust(left=0.06, right=0.98, bottom=0.17, top=0.9, wspace=0.3)
     return png(fig)
 
