@@ -19,6 +19,12 @@ from personaevo.reference import ReferencePopulation
 console = Console(width=None if sys.stdout.isatty() else 220)
 
 
+def say(text: str) -> None:
+    """Print ``text`` as it is: no Rich markup or highlighting (paths, tracebacks and
+    persona text may hold brackets)."""
+    console.print(text, markup=False, highlight=False)
+
+
 def add_reference_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("reference population")
     group.add_argument(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from personaevo.assess import ASSESS_METHODS
-from personaevo.cli._common import console
+from personaevo.cli._common import say
 from personaevo.export import export_personas
 from personaevo.export.records import FORMATS
 from personaevo.export.select import METHODS
@@ -28,24 +28,20 @@ def cmd_export(args: argparse.Namespace) -> int:
         force=args.force,
         n_probes=args.probes,
         assess=args.assess,
-        log=lambda line: console.print(line, markup=False, highlight=False),
+        log=say,
     )
-    console.print(
+    say(
         f"exported {summary.exported:,} personas (asked for {summary.requested:,}) to "
-        f"{summary.output}; card: {summary.card}",
-        markup=False,
-        highlight=False,
+        f"{summary.output}; card: {summary.card}"
     )
     for rare in summary.rare:
         baseline = "n/a" if rare.density_matched is None else f"{rare.density_matched:,}"
-        console.print(
+        say(
             f"{rare.kind}: {rare.exported:,} of {rare.total:,} reached "
-            f"(density-matched sample of the same size: {baseline})",
-            markup=False,
-            highlight=False,
+            f"(density-matched sample of the same size: {baseline})"
         )
     for note in summary.notes:
-        console.print(f"note: {note}", markup=False, highlight=False)
+        say(f"note: {note}")
     return 0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from personaevo.cli._common import console
+from personaevo.cli._common import say
 from personaevo.report import write_report
 
 
@@ -12,7 +12,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     path = write_report(
         args.run, out=args.out, personas=args.personas, axes=args.axes, force=args.force
     )
-    console.print(f"report written to {path}", markup=False, highlight=False)
+    say(f"report written to {path}")
     return 0
 
 

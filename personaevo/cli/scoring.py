@@ -14,6 +14,7 @@ from personaevo.cli._common import (
     console,
     llm_config_from_args,
     reference_from_args,
+    say,
     write_json,
 )
 from personaevo.errors import InputError
@@ -146,7 +147,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         if not e.ok:
             console.print(f"[bold]{label}[/bold] failed ({e.failure}): {e.message}")
             if e.traceback:
-                console.print(e.traceback, markup=False, highlight=False)
+                say(e.traceback)
     if args.json:
         payload = {
             "space": space.name,
