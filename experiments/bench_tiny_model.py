@@ -75,23 +75,13 @@ def run_variant(name: str, cores: list[int] | None, checks: int, keep: str | Non
 
 def step_time(threads: int) -> float:
     import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from transformers import Qwen2ForCausalLM
 
-    from personaevo.llm.tiny import TinyRecipe
+    from personaevo.llm.tiny import TinyRecipe, model_config
 
     torch.set_num_threads(threads)
     r = TinyRecipe()
-    config = Qwen2Config(
-        vocab_size=r.vocab_size,
-        hidden_size=r.hidden,
-        intermediate_size=r.intermediate,
-        num_hidden_layers=r.layers,
-        num_attention_heads=r.hidden // 64,
-        num_key_value_heads=r.hidden // 64,
-        max_position_embeddings=r.max_positions,
-        tie_word_embeddings=True,
-    )
-    model = Qwen2ForCausalLM(config)
+    model = Qwen2ForCausalLM(model_config(r, r.vocab_size))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     x = torch.randint(0, r.vocab_size, (r.batch_size, 128))
     times = []

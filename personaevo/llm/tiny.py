@@ -185,7 +185,7 @@ def build_tiny_model(
     then renamed, so a reader never sees half a model). ``progress(step, steps, loss)`` is
     called every 10 steps."""
     import torch
-    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+    from transformers import GenerationConfig, Qwen2ForCausalLM
 
     from personaevo.llm.corpus import SECTIONS, build_corpus, corpus_fingerprint
 
@@ -208,20 +208,7 @@ def build_tiny_model(
     vocab = math.ceil(len(tokenizer) / 64) * 64
 
     torch.manual_seed(recipe.seed)
-    config = Qwen2Config(
-        vocab_size=vocab,
-        hidden_size=recipe.hidden,
-        intermediate_size=recipe.intermediate,
-        num_hidden_layers=recipe.layers,
-        num_attention_heads=recipe.hidden // 64,
-        num_key_value_heads=recipe.hidden // 64,
-        max_position_embeddings=recipe.max_positions,
-        tie_word_embeddings=True,
-        bos_token_id=None,
-        eos_token_id=eos_id,
-        pad_token_id=pad_id,
-    )
-    model = Qwen2ForCausalLM(config)
+    model = Qwen2ForCausalLM(model_config(recipe, vocab, eos_id, pad_id))
     model.train()
     losses = _train(model, rows, pad_id, recipe, progress)
     model.eval()
@@ -260,6 +247,25 @@ def build_tiny_model(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return report
+
+
+def model_config(recipe: TinyRecipe, vocab_size: int, eos_id=None, pad_id=None):
+    """The ``Qwen2Config`` of ``recipe``: heads of width 64, tied embeddings, no BOS."""
+    from transformers import Qwen2Config
+
+    return Qwen2Config(
+        vocab_size=vocab_size,
+        hidden_size=recipe.hidden,
+        intermediate_size=recipe.intermediate,
+        num_hidden_layers=recipe.layers,
+        num_attention_heads=recipe.hidden // 64,
+        num_key_value_heads=recipe.hidden // 64,
+        max_position_embeddings=recipe.max_positions,
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=eos_id,
+        pad_token_id=pad_id,
+    )
 
 
 def _portable_tokenizer_class(path: Path) -> None:
