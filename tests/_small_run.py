@@ -85,17 +85,7 @@ def build_run(
                 for (key, _, _), result in zip(tasks, results, strict=True)
             }
 
-        evo = Evolution(
-            objectives,
-            config.population,
-            config.islands,
-            config.crossover_rate,
-            config.migration_interval,
-            config.migrants,
-            config.seed,
-            evaluate,
-            on_evaluated=rundir.record,
-        )
+        evo = Evolution.from_config(config, objectives, evaluate, on_evaluated=rundir.record)
         rundir.create(config)
         evo.seed_population([(p.name, p.source) for p in map(load_program, config.seeds)])
         rundir.checkpoint(evo)

@@ -29,6 +29,7 @@ import numpy as np
 from deap import base, tools
 
 from personaevo.evaluate import Evaluation
+from personaevo.evolution.config import EvolveConfig
 from personaevo.llm.base import Usage
 from personaevo.metrics import ScoreReport
 from personaevo.operators import crossover, mutate
@@ -133,6 +134,28 @@ class Evolution:
         self.llm_mutation_rate = llm_mutation_rate
         self.llm_usage = {"mutation": Usage(), "evaluation": Usage()}
         self.llm_error = ""  # the last failed model call of the mutation operator
+
+    @classmethod
+    def from_config(
+        cls,
+        config: EvolveConfig,
+        objectives: list[str],
+        evaluate: Callable[[Iterable[tuple[str, str, str]]], dict[str, Evaluation]],
+        **kwargs,
+    ) -> Evolution:
+        """A loop with the sizes, rates and seed of an ``EvolveConfig``; ``kwargs`` go to
+        the constructor (``on_evaluated``, ``llm_mutation``, ``llm_mutation_rate``)."""
+        return cls(
+            objectives,
+            config.population,
+            config.islands,
+            config.crossover_rate,
+            config.migration_interval,
+            config.migrants,
+            config.seed,
+            evaluate,
+            **kwargs,
+        )
 
     # ---------------------------------------------------------------- helpers
 

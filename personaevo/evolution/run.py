@@ -223,14 +223,9 @@ def run_evolution(
             params=config.llm.sampling if config.llm is not None else None,
             max_tokens=config.llm_mutation_max_tokens,
         )
-    evo = Evolution(
+    evo = Evolution.from_config(
+        config,
         objectives,
-        config.population,
-        config.islands,
-        config.crossover_rate,
-        config.migration_interval,
-        config.migrants,
-        config.seed,
         evaluator.evaluate,
         on_evaluated=rundir.record,
         llm_mutation=operator,
