@@ -198,9 +198,19 @@ class GeneratorProgram(BaseModel):
 # --------------------------------------------------------------------------- identity
 
 
+_DOCSTRING_OWNERS = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+_STATEMENT_LISTS = ("body", "orelse", "finalbody", "handlers", "cases")
+
+
 def _strip_docstrings(tree: ast.AST) -> ast.AST:
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+    """Drop the docstring of the module and of every class and function, in place.
+
+    Only statements can own a docstring, so only statement lists are walked (``body``,
+    ``orelse``, ``finalbody``, except handlers and match cases), never expressions."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, _DOCSTRING_OWNERS):
             body = node.body
             if (
                 body
@@ -209,6 +219,10 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
                 and isinstance(body[0].value.value, str)
             ):
                 node.body = body[1:]
+        for field in _STATEMENT_LISTS:
+            block = getattr(node, field, None)
+            if isinstance(block, list):
+                todo.extend(block)
     return tree
 
 
@@ -222,8 +236,12 @@ def ast_hash(source: str) -> str:
     Docstrings are removed and positions dropped, so comments, docstrings and formatting
     do not change the hash. Raises :class:`SyntaxError` if ``source`` does not parse.
     """
-    tree = _strip_docstrings(_parse(source))
-    dumped = ast.dump(tree, annotate_fields=True, include_attributes=False)
+    return tree_hash(_parse(source))
+
+
+def tree_hash(tree: ast.Module) -> str:
+    """:func:`ast_hash` of a freshly parsed tree, which it strips of docstrings in place."""
+    dumped = ast.dump(_strip_docstrings(tree), annotate_fields=True, include_attributes=False)
     return hashlib.sha256(dumped.encode("utf-8")).hexdigest()
 
 
@@ -415,19 +433,26 @@ def check_contract(source: str) -> list[ContractProblem]:
     Returns the problems found (empty when the program is acceptable). A syntax error is
     reported alone, as there is no tree to check further.
     """
+    return parse_and_check(source)[1]
+
+
+def parse_and_check(source: str) -> tuple[ast.Module | None, list[ContractProblem]]:
+    """:func:`check_contract`, also returning the parsed tree (None on a syntax error), so
+    that a caller can hash it (:func:`tree_hash`) without parsing the source again."""
     try:
         tree = _parse(source)
         compile(tree, "<program>", "exec", dont_inherit=True)  # compile-time errors only
     except SyntaxError as exc:
         msg = f"{type(exc).__name__}: {exc.msg}"
-        return [ContractProblem(kind="syntax_error", message=msg, line=exc.lineno, col=exc.offset)]
+        problem = ContractProblem(kind="syntax_error", message=msg, line=exc.lineno, col=exc.offset)
+        return None, [problem]
     except (ValueError, RecursionError, MemoryError) as exc:
         msg = f"source cannot be parsed: {type(exc).__name__}: {exc}"
-        return [ContractProblem(kind="syntax_error", message=msg)]
+        return None, [ContractProblem(kind="syntax_error", message=msg)]
     checker = _Checker()
     checker.visit(tree)
     problems = _check_entry_point(tree) + checker.problems
-    return sorted(problems, key=lambda p: (p.line or 0, p.col or 0))
+    return tree, sorted(problems, key=lambda p: (p.line or 0, p.col or 0))
 
 
 # --------------------------------------------------------------------------- loading
@@ -457,11 +482,11 @@ def load_program(
     """
     source, path = _read_source(path_or_source)
     display = name or (Path(path).stem if path else None)
-    problems = check_contract(source)
+    tree, problems = parse_and_check(source)
     syntax = [p for p in problems if p.kind == "syntax_error"]
-    if syntax or (check and problems):
+    if tree is None or syntax or (check and problems):
         raise ContractError(syntax or problems, name=display or "<program>")
-    digest = ast_hash(source)
+    digest = tree_hash(tree)
     return GeneratorProgram(
         source=source,
         name=display or f"program-{digest[:12]}",

@@ -167,6 +167,59 @@ def test_killed_ray_worker_does_not_stop_evaluation():
     assert evaluator.restarts >= 1
 
 
+BUSY = "def generate(space, n, rng, llm=None):\n    while True:\n        pass\n"
+
+WAITING = (
+    "def generate(space, n, rng, llm=None):\n"
+    "    word = llm.chat([{'role': 'user', 'content': 'a gender'}])\n"
+    "    return [{'id': str(k), 'traits': {'openness': 50.0, 'conscientiousness': 50.0,\n"
+    "        'extraversion': 50.0, 'agreeableness': 50.0, 'neuroticism': float(k),\n"
+    "        'age': 40.0, 'gender': word, 'education': 'college_degree'}}\n"
+    "        for k in range(n)]\n"
+)
+
+
+def test_cpu_budget_stops_a_busy_program_but_not_one_waiting_on_the_model():
+    """The CPU budget (1 s here) fails a spinning program as a timeout long before the
+    60 s wall limit, while a program that waits 3 s on its language model, using no CPU,
+    is not charged for the wait."""
+    from personaevo.evolution import RayEvaluator
+    from personaevo.spaces import load_space
+
+    def slow_model():  # runs inside the actor
+        from personaevo.llm.base import ScriptedLLM
+
+        def reply(_: str) -> str:
+            time.sleep(3.0)
+            return "female"
+
+        return ScriptedLLM(reply, name="slow")
+
+    assert EvolveConfig(n=100).cpu_seconds() == 2.0 and EvolveConfig(n=10).cpu_seconds() == 1.0
+    evaluator = RayEvaluator(
+        load_space("big_five"),
+        None,
+        workers=1,
+        n=10,
+        n_probes=200,
+        eval_timeout=60,
+        cpu_seconds=1.0,
+        llm=slow_model,
+    )
+    evaluator.start()
+    try:
+        start = time.monotonic()
+        busy = evaluator.evaluate([("busy", BUSY, "busy")])["busy"]
+        busy_seconds = time.monotonic() - start
+        waiting = evaluator.evaluate([("waiting", WAITING, "waiting")])["waiting"]
+    finally:
+        evaluator.close()
+    assert busy.failure == "timeout" and "CPU-time limit" in busy.message, busy
+    assert busy_seconds < 20
+    assert waiting.ok and waiting.report.n_valid == 10, (waiting.failure, waiting.message)
+    assert waiting.run_seconds >= 3.0
+
+
 def test_lineage_records_the_island_of_each_child(reference_run):
     _, rundir = reference_run
     lines = [json.loads(x) for x in (rundir.path / "evaluations.jsonl").read_text().splitlines()]

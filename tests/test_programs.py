@@ -100,6 +100,49 @@ def test_hash_changes_with_code() -> None:
     )
 
 
+NESTED = """
+if flag:
+    def f():
+        {doc}
+        class C:
+            {doc}
+            def g(self):
+                {doc}
+                return 1
+try:
+    pass
+except ValueError:
+    def h():
+        {doc}
+        return 2
+finally:
+    with ctx:
+        def k():
+            {doc}
+            return 3
+match x:
+    case 1:
+        def m():
+            {doc}
+            return 4
+for i in []:
+    pass
+else:
+    async def z():
+        {doc}
+        return 5
+"""
+
+
+def test_hash_ignores_docstrings_of_nested_definitions() -> None:
+    """Functions and classes inside if/try/with/match/for-else blocks own docstrings too."""
+    bare = NESTED.format(doc="")
+    documented = NESTED.format(doc='"""Some text."""')
+    assert ast_hash(documented) == ast_hash(bare)
+    assert ast_hash(documented.replace("Some text.", "Other words.")) == ast_hash(bare)
+    assert ast_hash(documented.replace("return 5", "return 6")) != ast_hash(bare)
+
+
 def test_hash_of_invalid_source_raises() -> None:
     with pytest.raises(SyntaxError):
         ast_hash("def (:")

@@ -50,7 +50,16 @@ class EvolveConfig(BaseModel):
     objectives: list[str] = Field(
         [], description="Report metrics (ScoreReport.flat names); empty means the defaults."
     )
-    eval_timeout: float = Field(60.0, gt=0, description="Wall/CPU seconds per program run.")
+    eval_timeout: float = Field(
+        60.0, gt=0, description="Wall-clock seconds per program run, model calls included."
+    )
+    eval_cpu_ms_per_persona: float = Field(
+        20.0,
+        gt=0,
+        description="CPU budget of a program run, in milliseconds per persona asked for "
+        "(at least 1 s): a run that needs more fails as a timeout. Time spent waiting on a "
+        "language model is not counted.",
+    )
     assess: Literal["explicit", "questionnaire", "embedding"] = Field(
         "explicit",
         description="How trait positions are read: the declared traits, an LLM answering the "
@@ -76,6 +85,15 @@ class EvolveConfig(BaseModel):
         2048, ge=1, description="New tokens per LLM mutation reply (a rewrite holds a program)."
     )
     out: str = Field("", description="Run directory; empty means runs/run-YYYYmmdd-HHMMSS.")
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds a program run may use: ``max(1, n * eval_cpu_ms_per_persona / 1000)``.
+
+        The seeds use 0.04 to 0.23 s for n = 100 (2 ms per persona at most), so the default
+        leaves them a tenfold margin, while a mutant whose loop blew up (a rejection loop
+        that doubles its batch, say) is stopped in 2 s instead of holding a synchronous
+        generation for up to ``eval_timeout``."""
+        return max(1.0, self.n * self.eval_cpu_ms_per_persona / 1000.0)
 
     def resolved_objectives(self, has_reference: bool) -> list[str]:
         if self.objectives:

@@ -138,7 +138,9 @@ class RayEvaluator:
     """A pool of evaluation actors on a (local or remote) Ray cluster.
 
     ``evaluate(tasks)`` takes ``(key, source, name)`` triples and returns
-    ``{key: Evaluation}``; results do not depend on which actor ran what."""
+    ``{key: Evaluation}``; results do not depend on which actor ran what. A program run
+    may take ``eval_timeout`` wall-clock seconds and ``cpu_seconds`` of its own CPU time
+    (default: ``eval_timeout``)."""
 
     space: TraitSpace
     reference: ReferencePopulation | None
@@ -147,6 +149,7 @@ class RayEvaluator:
     seed: int = 0
     n_probes: int = 5000
     eval_timeout: float = 60.0
+    cpu_seconds: float | None = None
     address: str | None = None
     assess: str = "explicit"
     llm: LLMSpec | None = None
@@ -167,6 +170,7 @@ class RayEvaluator:
             seed=config.seed,
             n_probes=config.probes,
             eval_timeout=config.eval_timeout,
+            cpu_seconds=config.cpu_seconds(),
             address=config.address,
             assess=config.assess,
             # a questionnaire needs a model: the tiny one unless the run names another
@@ -184,7 +188,10 @@ class RayEvaluator:
         self._remote = ray.remote(num_cpus=1, max_restarts=0)(_Actor)
         self._space_ref = ray.put(self.space)
         self._reference_ref = ray.put(self.reference)
-        limits = SandboxLimits(wall_seconds=self.eval_timeout, cpu_seconds=self.eval_timeout)
+        cpu = self.cpu_seconds if self.cpu_seconds is not None else self.eval_timeout
+        limits = SandboxLimits(
+            wall_seconds=self.eval_timeout, cpu_seconds=min(cpu, self.eval_timeout)
+        )
         self._limits = limits
         self._actors = [self._new_actor() for _ in range(self.workers)]
         # Wait for the actors' set-up (sandbox, embedding model, a questionnaire's model)

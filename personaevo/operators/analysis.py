@@ -28,7 +28,7 @@ from collections.abc import Callable, Hashable
 from typing import Any, Literal, TypeVar
 
 from personaevo.operators.scope import Site, function_sites
-from personaevo.programs import ast_hash, check_contract
+from personaevo.programs import parse_and_check, tree_hash
 
 T = TypeVar("T")
 N = TypeVar("N", bound=ast.AST)
@@ -169,13 +169,13 @@ def check_child(source: str) -> str | tuple[Literal["syntax", "contract"], str]:
 
 @functools.lru_cache(maxsize=1024)
 def _check_child(source: str) -> str | tuple[Literal["syntax", "contract"], str]:
-    problems = check_contract(source)
-    if problems:
+    tree, problems = parse_and_check(source)
+    if tree is None or problems:
         kind: Literal["syntax", "contract"] = (
             "syntax" if problems[0].kind == "syntax_error" else "contract"
         )
         return kind, "; ".join(str(p) for p in problems[:3])
-    return ast_hash(source)
+    return tree_hash(tree)
 
 
 def fresh_copy(node: Any) -> Any:
