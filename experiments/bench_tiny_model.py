@@ -10,7 +10,7 @@ runs :func:`personaevo.llm.tiny_checks.check_model` on held-out prompts and prin
 
 Also prints one training step's time for the default shapes, 1 and 2 threads.
 
-Usage: ``python experiments/bench_tiny_model.py [--variant default --variant steps800 ...]
+Usage: ``python experiments/bench_tiny_model.py [--variant default --variant v1 ...]
 [--parallel] [--checks 60] [--keep DIR]``
 """
 
@@ -29,15 +29,67 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+# The recipe before version 2 (4 layers, 300 steps of 32, the sections' own weights):
+V1 = {
+    "conversations": 6000,
+    "steps": 300,
+    "batch_size": 32,
+    "lr": 3e-3,
+    "warmup": 30,
+    "layers": 4,
+    "section_weights": {},
+}
 VARIANTS: dict[str, dict] = {
-    "default": {},  # 4 layers, 300 steps, prompt loss weight 0.3
-    "steps500": {"steps": 500},
-    "assistant-loss-only": {"prompt_loss_weight": 0.0},
-    "layers2-steps500": {"layers": 2, "steps": 500},
-    "layers2-steps700": {"layers": 2, "steps": 700},
-    "layers3-steps400": {"layers": 3, "steps": 400},
-    "lr5e-3": {"lr": 5e-3},
+    "default": {},  # 2 layers, 362 steps of 8 conversations, Likert weight 0.75, lr 5e-3
     "smoke": {"conversations": 300, "steps": 5},
+    # Variations of the default:
+    "seed1": {"seed": 1},
+    "likert0.5": {"steps": 340, "conversations": 2720, "section_weights": {"likert": 0.5}},
+    "likert1": {"steps": 390, "conversations": 3120, "section_weights": {"likert": 1.0}},
+    "likert1-steps340": {
+        "steps": 340,
+        "conversations": 2720,
+        "section_weights": {"likert": 1.0},
+    },
+    "likert1-lr3e-3": {
+        "steps": 390,
+        "conversations": 3120,
+        "lr": 3e-3,
+        "section_weights": {"likert": 1.0},
+    },
+    "likert1-lr1e-2": {
+        "steps": 390,
+        "conversations": 3120,
+        "lr": 1e-2,
+        "section_weights": {"likert": 1.0},
+    },
+    "likert1-b4-steps780": {
+        "batch_size": 4,
+        "steps": 780,
+        "conversations": 3120,
+        "section_weights": {"likert": 1.0},
+    },
+    "likert0.5-b16-steps170": {
+        "batch_size": 16,
+        "steps": 170,
+        "conversations": 2720,
+        "section_weights": {"likert": 0.5},
+    },
+    # Variations of the version-1 recipe:
+    "v1": V1,
+    "v1-steps500": {**V1, "steps": 500},
+    "v1-assistant-loss-only": {**V1, "prompt_loss_weight": 0.0},
+    "v1-layers2-steps500": {**V1, "layers": 2, "steps": 500},
+    "v1-layers2-steps700": {**V1, "layers": 2, "steps": 700},
+    "v1-layers3-steps400": {**V1, "layers": 3, "steps": 400},
+    "v1-lr5e-3": {**V1, "lr": 5e-3},
+    "v1-layers2-b16-steps200": {
+        **V1,
+        "layers": 2,
+        "batch_size": 16,
+        "steps": 200,
+        "conversations": 3200,
+    },
 }
 
 
@@ -109,9 +161,12 @@ def main() -> None:
     args = parser.parse_args()
     variants = args.variant or ["default"]
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores visible")
+    from personaevo.llm.tiny import TinyRecipe
+
+    batch = TinyRecipe().batch_size
     for threads in (1, 2):
         secs = step_time(threads)
-        print(f"one training step (32 x 128 tokens), {threads} thread(s): {secs:.3f} s")
+        print(f"one training step ({batch} x 128 tokens), {threads} thread(s): {secs:.3f} s")
     cpus = sorted(os.sched_getaffinity(0))
     pairs = [cpus[i : i + 2] for i in range(0, len(cpus) - 1, 2)]
     jobs = [(v, pairs[i % len(pairs)], args.checks, args.keep) for i, v in enumerate(variants)]

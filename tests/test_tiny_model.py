@@ -79,6 +79,8 @@ def test_saved_folder_is_a_sane_qwen2_model(tiny_model_dir):
     assert tokenizer_config["tokenizer_class"] == "PreTrainedTokenizerFast"
     report = TinyBuildReport.model_validate_json((tiny_model_dir / REPORT_FILE).read_text())
     assert 500_000 <= report.parameters <= 2_000_000
+    registered = {name: section.weight for name, section in corpus.SECTIONS.items()}
+    assert report.sections == {**registered, **report.recipe.section_weights}
     assert report.loss_last < report.loss_first - 2.0, "training did not lower the loss"
 
 
@@ -106,6 +108,61 @@ def test_the_model_learned_its_three_jobs(tiny_model_dir):
     assert checks.stop_recall >= 0.7, checks
     assert checks.stop_false_rate <= 0.2, checks
     assert checks.description_recall >= 0.05, checks
+
+
+def test_batched_encoding_matches_the_chat_template(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from personaevo.llm.tiny import encode_conversations
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    convs = build_corpus(12, seed=4)
+    rows = encode_conversations(tokenizer, convs)
+    for conv, (ids, labels) in zip(convs, rows, strict=True):
+        text = tokenizer.apply_chat_template([m.model_dump() for m in conv], tokenize=False)
+        assert ids == tokenizer(text, add_special_tokens=False)["input_ids"]
+        learned = tokenizer.decode([t for t, label in zip(ids, labels, strict=True) if label >= 0])
+        replies = [m.content + "<|im_end|>" for m in conv if m.role == "assistant"]
+        assert learned == "".join(replies)
+    assert encode_conversations(tokenizer, []) == []
+
+
+def test_weighted_loss_equals_the_full_formula_without_padding_logits():
+    """The LM head runs on weighted positions only; the loss must equal cross-entropy over
+    every position weighted 1 (assistant), w (prompt) and 0 (padding)."""
+    import torch
+    from transformers import Qwen2ForCausalLM
+
+    from personaevo.llm.tiny import _weighted_loss, model_config
+
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(model_config(TinyRecipe(hidden=64, layers=1), 128, 2, 0))
+    ids = torch.randint(3, 128, (3, 9))
+    mask = torch.ones_like(ids)
+    mask[1, 6:] = 0
+    mask[2, 4:] = 0
+    ids[mask == 0] = 0
+    labels = torch.full_like(ids, -100)
+    labels[0, 5:] = ids[0, 5:]
+    labels[1, 3:6] = ids[1, 3:6]
+    for weight in (0.3, 0.0):
+        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
+        assistant = (labels[:, 1:] != -100).float()
+        w = (assistant + weight * (1 - assistant) * mask[:, 1:].float()).reshape(-1)
+        ce = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, 128), ids[:, 1:].reshape(-1), reduction="none"
+        )
+        expected = (ce * w).sum() / w.sum()
+        got = _weighted_loss(model, ids, mask, labels, weight)
+        assert torch.allclose(got, expected, atol=1e-5), (weight, got, expected)
+
+
+def test_section_weights_must_name_registered_sections(tmp_path):
+    for weights in ({"nonexistent": 1.0}, {"likert": 0.0}):
+        recipe = TinyRecipe(steps=1, conversations=100, section_weights=weights)
+        with pytest.raises(InputError, match="section_weights"):
+            build_tiny_model(tmp_path / "model", recipe)
+    assert not (tmp_path / "model").exists()
 
 
 def test_build_refuses_a_folder_with_files(tmp_path):
