@@ -45,7 +45,9 @@ def place(space, n, rng):
     engine = qmc.Sobol(d=len(space.axes), scramble=True, seed=rng)
     placed = []
     batch = 64
-    while len(placed) < n and batch <= 2**20:
+    drawn = 0
+    while len(placed) < n and drawn < 200 * n:
+        drawn += batch
         for point in engine.random(batch):
             traits = {
                 axis.name: value_at(axis, coordinate(u, rng))

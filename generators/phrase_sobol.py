@@ -64,7 +64,9 @@ def generate(space, n, rng, llm=None):
     engine = qmc.Sobol(d=len(space.axes), scramble=True, seed=rng)
     personas = []
     batch = 64
-    while len(personas) < n and batch <= 2**20:
+    drawn = 0
+    while len(personas) < n and drawn < 200 * n:
+        drawn += batch
         for point in engine.random(batch):
             traits = {a.name: value_at(a, u) for a, u in zip(space.axes, point, strict=True)}
             if not space.is_feasible(traits) or len(personas) >= n:

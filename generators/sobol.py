@@ -17,8 +17,11 @@ def generate(space, n, rng, llm=None):
     engine = qmc.Sobol(d=len(space.axes), scramble=True, seed=rng)
     personas = []
     batch = 64
-    # Infeasible points are skipped, so keep drawing the sequence until n are feasible.
-    while len(personas) < n and batch <= 2**20:
+    drawn = 0
+    # Infeasible points are skipped: draw the sequence in doubling batches until n are
+    # feasible, giving up after 200 draws per persona (as the other seeds do).
+    while len(personas) < n and drawn < 200 * n:
+        drawn += batch
         for point in engine.random(batch):
             traits = {
                 axis.name: value_at(axis, u) for axis, u in zip(space.axes, point, strict=True)

@@ -106,3 +106,36 @@ def test_programs_see_a_reference_sample(customer_support, support_reference):
     assert view.axis_names == customer_support.axis_names
     unit = np.array(view.reference_sample.unit)
     assert unit.min() >= 0 and unit.max() <= 1
+
+
+class _NothingFeasible:
+    """A program's view of a space in which no point is feasible; counts the checks."""
+
+    def __init__(self, view) -> None:
+        self._view = view
+        self.checks = 0
+
+    def __getattr__(self, name):
+        return getattr(self._view, name)
+
+    def is_feasible(self, traits) -> bool:
+        self.checks += 1
+        return False
+
+
+@pytest.mark.parametrize("seed_name", SEEDS)
+def test_every_seed_gives_up_after_200_draws_per_persona(seed_name, customer_support):
+    """A mutant whose every point is rejected must fail fast, not draw until the sandbox's
+    CPU budget stops it (the Sobol seeds once drew up to 2**21 points for any n)."""
+    import importlib.util
+
+    path = next(p for p in seed_generator_paths() if p.stem == seed_name)
+    spec = importlib.util.spec_from_file_location(f"_seed_{seed_name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # the project's own seed, trusted: no sandbox needed
+    n = 20
+    space = _NothingFeasible(generator_space(customer_support))
+    personas = module.generate(space, n, np.random.default_rng(0))
+    assert personas == []
+    # the last doubling batch may overshoot the 200 * n cap by less than the cap itself
+    assert 0 < space.checks < 2 * 200 * n + 64, space.checks
