@@ -198,8 +198,10 @@ def ms(values) -> str:
 
 def report(space_name: str, runs: list[dict]) -> None:
     objectives = runs[0]["objectives"]
-    print(f"\n=== {space_name}: {len(runs)} run seeds, "
-          f"{ms([r['evaluations'] for r in runs])} evaluations per run ===")
+    print(
+        f"\n=== {space_name}: {len(runs)} run seeds, "
+        f"{ms([r['evaluations'] for r in runs])} evaluations per run ==="
+    )
     print("Hypervolume (share of the per-seed best-value box; mean ± sd over seeds)")
     for name in ("front", "evolved", "seeds", "random"):
         label = {
