@@ -19,7 +19,7 @@ def generate(space, n, rng, llm=None):
     batch = 64
     drawn = 0
     # Infeasible points are skipped: draw the sequence in doubling batches until n are
-    # feasible, giving up after 200 draws per persona (as the other seeds do).
+    # feasible, giving up after 200 draws per persona (as the rejection-sampling seeds do).
     while len(personas) < n and drawn < 200 * n:
         drawn += batch
         for point in engine.random(batch):
