@@ -19,11 +19,14 @@ from pydantic import BaseModel
 from personaevo.assess import AssessmentSummary, Assessor, check_assessable, make_assessor
 from personaevo.llm.base import LLM, Message, ProgramLLM, SamplingParams, Usage
 from personaevo.metrics import ScoreReport, score
-from personaevo.personas import check_personas
+from personaevo.personas import Malformed, Missing, check_personas
 from personaevo.programs import GeneratorProgram, load_program
 from personaevo.reference import ReferencePopulation
 from personaevo.sandbox import FailureKind, Job, RunResult, Sandbox, SandboxLimits
 from personaevo.spaces import TraitSpace
+
+DEFAULT_WALL_SECONDS = 60.0
+"""Wall-clock seconds a program run may take by default (language-model calls included)."""
 
 
 class ReferenceSample(BaseModel):
@@ -66,11 +69,14 @@ def generator_space(
 class Evaluation(BaseModel):
     """One program's run and score. ``failure`` is the sandbox's failure kind, or
     ``invalid_personas`` when it ran but wrote no valid persona; ``report`` is present
-    whenever the program returned personas (even if some are invalid)."""
+    whenever the program returned personas (even if some are invalid), and always scores
+    exactly ``n`` personas: those refused or not returned count as invalid. A program
+    that returned more than ``n`` fails as ``wrong_count`` and has no report."""
 
     program: str
     program_hash: str
-    n: int
+    n: int  # personas asked for: the size of the scored population
+    n_returned: int | None = None  # personas the program returned (None: no list)
     seed: int
     ok: bool
     failure: str | None = None
@@ -135,6 +141,7 @@ def score_run(
         program=result.program_name,
         program_hash=result.program_hash,
         n=result.n_requested,
+        n_returned=result.n_returned,
         seed=seed,
         ok=result.ok,
         failure=None if result.failure is None else str(result.failure),
@@ -143,10 +150,11 @@ def score_run(
         run_seconds=result.wall_seconds,
     )
     if result.personas or result.failure == FailureKind.INVALID_PERSONAS:
-        records = result.personas
+        records: list = result.personas
         if assessor is not None and assessor.method != "explicit":
             measured = assessor.measure(records, space, seed=seed)
             records, evaluation.assessment = measured.records, measured.summary
+        records = [*records, *_unscorable(result)]
         start = time.perf_counter()
         checked = check_personas(records, space)
         validate_seconds = time.perf_counter() - start
@@ -158,6 +166,16 @@ def score_run(
             reasons = evaluation.report.invalid_reasons
             evaluation.message = f"no valid persona among {checked.n_total}: {reasons}"
     return evaluation
+
+
+def _unscorable(result: RunResult) -> list[Malformed | Missing]:
+    """Placeholders that make a run's scored population exactly the ``n`` personas asked
+    for: one per persona the sandbox refused as malformed, one per persona not returned."""
+    returned = result.n_returned if result.n_returned is not None else len(result.personas)
+    malformed = [Malformed("refused by the sandbox (see the run's problems)")] * result.n_invalid
+    short = max(0, result.n_requested - returned)
+    detail = f"returned {returned} personas for n={result.n_requested}"
+    return [*malformed, *[Missing(detail)] * short]
 
 
 def evaluate_programs(
@@ -182,7 +200,12 @@ def evaluate_programs(
     the client's ``default_params``, as its defaults, through the sandbox's proxy) and
     each evaluation records the calls it cost, its program's and its assessment's.
     ``assess`` names how positions are measured (``explicit``, ``embedding``,
-    ``questionnaire``: needs ``llm``) or is an :class:`Assessor`."""
+    ``questionnaire``: needs ``llm``) or is an :class:`Assessor`. ``limits`` default to
+    the time policy of every run (:meth:`SandboxLimits.for_personas`: 60 s wall clock, a
+    CPU budget of 20 ms per persona asked for).
+
+    Every program is scored on exactly ``n`` personas: missing ones count as invalid, and
+    a program that returns more than ``n`` fails as ``wrong_count`` with no report."""
     if isinstance(assess, str):
         check_assessable(space, assess)
         assessor = make_assessor(assess, llm=llm)
@@ -202,8 +225,9 @@ def evaluate_programs(
         )
         for p, m in zip(loaded, metered, strict=True)
     ]
+    limits = limits or SandboxLimits.for_personas(n, DEFAULT_WALL_SECONDS)
     if sandbox is None:
-        with Sandbox(workers=workers, limits=limits or SandboxLimits()) as own:
+        with Sandbox(workers=workers, limits=limits) as own:
             results = own.map(jobs)
     else:
         results = sandbox.map(jobs)

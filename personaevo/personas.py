@@ -79,6 +79,14 @@ class Unmeasured:
 
 
 @dataclass
+class Missing:
+    """A persona asked for and not returned (a program wrote fewer than ``n``): counted
+    invalid with the reason ``missing: <detail>``, so a short set scores as what it is."""
+
+    detail: str = ""
+
+
+@dataclass
 class CheckedPopulation:
     """The outcome of validating records against a space."""
 
@@ -113,7 +121,7 @@ def reason_kind(reason: str) -> str:
     """Collapse a reason to its kind, e.g. ``age: out of range: ...`` -> ``out of range``."""
     if reason.startswith("infeasible: "):
         return reason
-    for prefix in ("unknown axis", "missing axis", "malformed"):
+    for prefix in ("unknown axis", "missing axis", "malformed", "missing"):
         if reason.startswith(prefix):
             return prefix
     if reason.startswith("unmeasured: "):
@@ -123,7 +131,7 @@ def reason_kind(reason: str) -> str:
 
 
 def check_personas(
-    records: Iterable[Persona | dict | Malformed | Unmeasured], space: TraitSpace
+    records: Iterable[Persona | dict | Malformed | Unmeasured | Missing], space: TraitSpace
 ) -> CheckedPopulation:
     """Validate records against ``space``: schema, every axis present and in range,
     no unknown axes, constraints satisfied.
@@ -166,6 +174,8 @@ def _as_persona(record: Any) -> tuple[Persona | None, str]:
     if isinstance(record, Unmeasured):
         detail = f": {record.detail}" if record.detail else ""
         return None, f"unmeasured: {record.kind}{detail}"
+    if isinstance(record, Missing):
+        return None, f"missing: {record.detail}" if record.detail else "missing"
     if (
         isinstance(record, dict)
         and record.keys() == _PLAIN_KEYS

@@ -195,7 +195,8 @@ def test_cpu_budget_stops_a_busy_program_but_not_one_waiting_on_the_model():
 
         return ScriptedLLM(reply, name="slow")
 
-    assert EvolveConfig(n=100).cpu_seconds() == 2.0 and EvolveConfig(n=10).cpu_seconds() == 1.0
+    assert EvolveConfig(n=100).limits().cpu_seconds == 2.0
+    assert EvolveConfig(n=10).limits().cpu_seconds == 1.0
     evaluator = RayEvaluator(
         load_space("big_five"),
         None,

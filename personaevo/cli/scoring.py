@@ -23,7 +23,7 @@ from personaevo.llm.base import LLM
 from personaevo.llm.config import LLMConfig
 from personaevo.metrics import score
 from personaevo.personas import read_persona_records, write_personas
-from personaevo.sandbox import SandboxLimits
+from personaevo.sandbox import DEFAULT_CPU_MS_PER_PERSONA, SandboxLimits
 from personaevo.spaces import resolve_space
 from personaevo.tables import report_table
 
@@ -108,7 +108,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     for path in programs:
         if not path.is_file():
             raise InputError(f"{path}: no such program file")
-    limits = SandboxLimits(wall_seconds=args.timeout, cpu_seconds=args.timeout)
+    limits = SandboxLimits.for_personas(args.n, args.timeout, args.cpu_ms_per_persona)
     check_assessable(space, args.assess)
     llm = _open_llm(args)
     try:
@@ -197,7 +197,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     sc.add_argument("--n", type=int, default=1000, help="personas per program")
     sc.add_argument("--seed", type=int, default=0)
     sc.add_argument("--workers", type=int, default=2, help="sandbox workers")
-    sc.add_argument("--timeout", type=float, default=60.0, help="wall and CPU seconds per program")
+    sc.add_argument("--timeout", type=float, default=60.0, help="wall-clock seconds per program")
+    sc.add_argument(
+        "--cpu-ms-per-persona",
+        type=float,
+        default=DEFAULT_CPU_MS_PER_PERSONA,
+        help="CPU budget per persona asked for, in ms (at least 1 s a program; default "
+        f"{DEFAULT_CPU_MS_PER_PERSONA:g}, as evolve)",
+    )
     sc.add_argument("--probes", type=int, default=10_000, help="MC coverage probe points")
     sc.add_argument("--json", metavar="OUT", help="write every evaluation as JSON")
     add_assess_option(sc)

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from personaevo.errors import FileFieldsError
 from personaevo.llm.config import LLMConfig
+from personaevo.sandbox.models import DEFAULT_CPU_MS_PER_PERSONA, SandboxLimits
 from personaevo.spaces import read_structured_file, validation_problems
 
 # 3-way combinations: pairs saturate at a hundred personas in the built-in spaces, triples
@@ -54,7 +55,7 @@ class EvolveConfig(BaseModel):
         60.0, gt=0, description="Wall-clock seconds per program run, model calls included."
     )
     eval_cpu_ms_per_persona: float = Field(
-        20.0,
+        DEFAULT_CPU_MS_PER_PERSONA,
         gt=0,
         description="CPU budget of a program run, in milliseconds per persona asked for "
         "(at least 1 s): a run that needs more fails as a timeout. Time spent waiting on a "
@@ -86,14 +87,13 @@ class EvolveConfig(BaseModel):
     )
     out: str = Field("", description="Run directory; empty means runs/run-YYYYmmdd-HHMMSS.")
 
-    def cpu_seconds(self) -> float:
-        """CPU seconds a program run may use: ``max(1, n * eval_cpu_ms_per_persona / 1000)``.
-
-        The seeds use 0.04 to 0.23 s for n = 100 (2 ms per persona at most), so the default
-        leaves them a tenfold margin, while a mutant whose loop blew up (a rejection loop
-        that doubles its batch, say) is stopped in 2 s instead of holding a synchronous
-        generation for up to ``eval_timeout``."""
-        return max(1.0, self.n * self.eval_cpu_ms_per_persona / 1000.0)
+    def limits(self, n: int | None = None) -> SandboxLimits:
+        """The time limits of one program run asking for ``n`` personas (default: the
+        run's ``n``): :meth:`SandboxLimits.for_personas`, the policy ``score`` and export
+        use too."""
+        return SandboxLimits.for_personas(
+            self.n if n is None else n, self.eval_timeout, self.eval_cpu_ms_per_persona
+        )
 
     def resolved_objectives(self, has_reference: bool) -> list[str]:
         if self.objectives:

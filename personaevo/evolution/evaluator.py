@@ -170,7 +170,7 @@ class RayEvaluator:
             seed=config.seed,
             n_probes=config.probes,
             eval_timeout=config.eval_timeout,
-            cpu_seconds=config.cpu_seconds(),
+            cpu_seconds=config.limits().cpu_seconds,
             address=config.address,
             assess=config.assess,
             # a questionnaire needs a model: the tiny one unless the run names another

@@ -68,14 +68,26 @@ class Individual:
         return f"Individual({self.name}, {self.key[:10]}, {self.fitness.values})"
 
 
+WORST = -1e9
+"""The fitness value of an objective a program did not earn (a failed run, say)."""
+
+
 def objective_values(evaluation: Evaluation, objectives: list[str]) -> tuple[float, ...]:
-    """Fitness values (larger is better) from an evaluation; worst values when it failed."""
-    flat = evaluation.report.flat() if evaluation.ok and evaluation.report else {}
+    """Fitness values (larger is better) from an evaluation; worst values when it failed.
+
+    An objective in :attr:`ScoreReport.COMPLETE_SET_ONLY` (``min_pairwise_distance``)
+    takes its worst value unless all ``n`` personas asked for are valid: a shorter set
+    would improve it by being short."""
+    report = evaluation.report if evaluation.ok else None
+    flat = report.flat() if report is not None else {}
+    complete = report is not None and report.n_valid == report.n_personas
     values = []
     for name in objectives:
         sign = 1.0 if ScoreReport.direction(name) == "higher" else -1.0
         value = flat.get(name)
-        values.append(sign * value if value is not None and math.isfinite(value) else -1e9)
+        if name in ScoreReport.COMPLETE_SET_ONLY and not complete:
+            value = None
+        values.append(sign * value if value is not None and math.isfinite(value) else WORST)
     return tuple(values)
 
 

@@ -141,10 +141,8 @@ def export_personas(
     read = "declared traits" if measure is None else f"measured by {method}"
     stages.done("open run", f"{files.path}: {len(files.front)} front programs; positions: {read}")
 
-    limits = SandboxLimits(
-        wall_seconds=timeout or files.config.eval_timeout,
-        cpu_seconds=timeout or files.config.eval_timeout,
-    )
+    # the run's time policy: wall limit per run, CPU budget per persona of each chunk
+    limits = SandboxLimits(wall_seconds=timeout or files.config.eval_timeout)
     pool = sample_pool(
         files.front,
         generator_space(space, reference, seed=files.config.seed),
@@ -158,6 +156,7 @@ def export_personas(
         llm=ProgramLLM(llm, files.config.llm.sampling) if files.config.llm is not None else None,
         progress=say,
         measure=measure,
+        cpu_ms_per_persona=files.config.eval_cpu_ms_per_persona,
     )
     if llm is not None:
         llm.close()

@@ -94,11 +94,15 @@ def sample_pool(
     llm: Any = None,
     progress: Callable[[str], None] | None = None,
     measure: Measure | None = None,
+    cpu_ms_per_persona: float | None = None,
 ) -> Pool:
     """About ``size`` distinct valid personas from ``programs`` (fewer when they cannot
     give more; see the yields). ``view`` is what the programs see as ``space``
     (:func:`personaevo.evaluate.generator_space`); ``llm`` is passed to the programs;
-    ``measure(personas, seed)`` places each chunk at measured positions (module docstring)."""
+    ``measure(personas, seed)`` places each chunk at measured positions (module docstring).
+    With ``cpu_ms_per_persona``, each run's CPU budget follows
+    :meth:`SandboxLimits.for_personas` for its chunk size (the wall limit and the other
+    limits are ``limits``'); without it, ``limits`` applies as it is."""
     yields = [ProgramYield(name=p.name, program_hash=p.ast_hash) for p in programs]
     builder = _PoolBuilder(space, yields, measure)
     chunks_done = [0] * len(programs)
@@ -121,7 +125,18 @@ def sample_pool(
             if progress:
                 progress(f"round {round_no + 1}: {len(jobs)} sandbox runs for {missing:,} personas")
             before = [y.pooled for y in yields]
-            pending = [box.submit(j.program, j.space, j.n, j.seed, j.llm) for j in jobs]
+            base = limits or box.limits
+            pending = [
+                box.submit(
+                    j.program,
+                    j.space,
+                    j.n,
+                    j.seed,
+                    j.llm,
+                    limits=_run_limits(base, j.n, cpu_ms_per_persona),
+                )
+                for j in jobs
+            ]
             pending.reverse()
             for owner in owners:  # in submission order; each result is dropped once read
                 builder.add(owner, pending.pop().result())
@@ -131,6 +146,15 @@ def sample_pool(
         if own:
             box.close()
     return builder.build()
+
+
+def _run_limits(base: SandboxLimits, n: int, cpu_ms_per_persona: float | None) -> SandboxLimits:
+    """``base`` with the CPU budget of a run of ``n`` personas (``base`` itself without a
+    per-persona budget)."""
+    if cpu_ms_per_persona is None:
+        return base
+    rest = base.model_dump(exclude={"wall_seconds", "cpu_seconds"})
+    return SandboxLimits.for_personas(n, base.wall_seconds, cpu_ms_per_persona, **rest)
 
 
 def _chunks(total: int, chunk: int) -> list[int]:
@@ -175,7 +199,7 @@ class _PoolBuilder:
         y.cpu_seconds += result.cpu_seconds or 0.0
         if result.max_rss_mb is not None:
             y.max_rss_mb = max(y.max_rss_mb or 0.0, result.max_rss_mb)
-        y.returned += len(result.personas) + result.n_invalid
+        y.returned += result.n_returned or 0
         if result.n_invalid:  # refused by the sandbox's structural check
             _bump(y.invalid_reasons, "malformed", result.n_invalid)
             y.invalid += result.n_invalid

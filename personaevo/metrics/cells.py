@@ -81,7 +81,7 @@ def tway_coverage(grid: SpaceGrid, bins: np.ndarray, t: int) -> TWayCount:
 class ReferenceCellStats:
     support_coverage: TWayCount  # support entries occupied / support entries
     rare_hits: TWayCount  # rare entries occupied / rare entries
-    plausibility: float  # share of rows lying inside the support
+    plausible: int  # rows lying inside the support
 
 
 def reference_cell_stats(reference: ReferencePopulation, bins: np.ndarray) -> ReferenceCellStats:
@@ -95,7 +95,7 @@ def reference_cell_stats(reference: ReferencePopulation, bins: np.ndarray) -> Re
     return ReferenceCellStats(
         support_coverage=TWayCount(int(support_hit), len(reference.cell_keys)),
         rare_hits=TWayCount(int(rare_hit), len(reference.rare_cell_keys)),
-        plausibility=float(inside.mean()) if len(keys) else 0.0,
+        plausible=int(inside.sum()),
     )
 
 
@@ -120,5 +120,5 @@ def reference_tway_stats(
     return ReferenceCellStats(
         support_coverage=TWayCount(support_hit, support_total),
         rare_hits=TWayCount(rare_hit, rare_total),
-        plausibility=float(inside.mean()) if len(bins) else 0.0,
+        plausible=int(inside.sum()),
     )

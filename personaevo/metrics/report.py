@@ -1,10 +1,11 @@
 """``score()``: every metric of a persona population in one JSON-serialisable report.
 
 Metrics are computed on the *valid* personas' encodings (see :mod:`personaevo.grid`);
-invalid personas count against validity and, because the coverage radius is calibrated
-for the number of personas submitted, against coverage too. Every random choice (probe
-points, Sobol scrambling, pair sampling, reference subsamples) derives from ``seed``:
-the same input and seed give the same report.
+invalid personas count against validity, against plausibility (a share of all personas
+submitted) and, because the coverage radius is calibrated for the number of personas
+submitted, against coverage too. ``docs/metrics.md`` says what each metric rewards.
+Every random choice (probe points, Sobol scrambling, pair sampling, reference
+subsamples) derives from ``seed``: the same input and seed give the same report.
 """
 
 from __future__ import annotations
@@ -57,8 +58,8 @@ class ReferenceMetrics(BaseModel):
     respondents: int
     rare_mass_fraction: float
     support_coverage: Count  # support cells occupied / support cells
-    plausibility: float  # share of valid personas in a support cell
-    rare_hits: Count  # rare cells occupied / rare cells
+    plausibility: float  # distinct valid personas in a support cell / all personas scored
+    rare_hits: Count  # rare cells occupied / rare cells (flat(): the fraction)
     support_coverage_tway: dict[str, Count]
     plausibility_tway: dict[str, float]
     rare_hits_tway: dict[str, Count]
@@ -87,6 +88,11 @@ class ScoreReport(BaseModel):
         "consequential_hits": "higher",
     }
 
+    COMPLETE_SET_ONLY: ClassVar[frozenset[str]] = frozenset({"min_pairwise_distance"})
+    """Metrics that a set with invalid or missing personas improves by being short (two
+    valid personas far apart beat n well spread ones): as objectives they count only for
+    complete sets (see :func:`personaevo.evolution.loop.objective_values`)."""
+
     space: str
     space_version: str
     seed: int
@@ -114,7 +120,9 @@ class ScoreReport(BaseModel):
     seconds: dict[str, float]
 
     def flat(self) -> dict[str, float | None]:
-        """Headline numbers by dotted name (e.g. ``reference.rare_hits_tway.2``)."""
+        """Headline numbers by dotted name (e.g. ``reference.rare_hits_tway.2``). Counts
+        are given as shares of what could be reached (``rare_hits``: rare combinations
+        reached / rare combinations), so that they read the same at any ``n``."""
         out: dict[str, float | None] = {
             "validity": self.validity,
             "duplicate_rate": self.duplicate_rate,
@@ -134,11 +142,11 @@ class ScoreReport(BaseModel):
         if ref is not None:
             out["reference.support_coverage"] = ref.support_coverage.fraction
             out["reference.plausibility"] = ref.plausibility
-            out["reference.rare_hits"] = float(ref.rare_hits.covered)
+            out["reference.rare_hits"] = ref.rare_hits.fraction
             for t in ref.support_coverage_tway:
                 out[f"reference.support_coverage_tway.{t}"] = ref.support_coverage_tway[t].fraction
                 out[f"reference.plausibility_tway.{t}"] = ref.plausibility_tway[t]
-                out[f"reference.rare_hits_tway.{t}"] = float(ref.rare_hits_tway[t].covered)
+                out[f"reference.rare_hits_tway.{t}"] = ref.rare_hits_tway[t].fraction
             out["reference.chamfer_coverage"] = ref.chamfer_coverage
         return out
 
@@ -222,13 +230,14 @@ def score(
             ConsequentialHits(
                 name=config.name,
                 personas=inside,
-                share=inside / n_valid if n_valid else 0.0,
+                share=inside / n_total if n_total else 0.0,
                 hit=inside > 0,
             )
         )
     ref_metrics = None
     if reference is not None:
-        ref_metrics = _reference_metrics(reference, unit, bins, tway, rng)
+        distinct = np.sort(np.unique(checked.native, axis=0, return_index=True)[1])
+        ref_metrics = _reference_metrics(reference, unit, bins[distinct], tway, n_total)
     timer.lap("reference")
 
     unique_rows = len(np.unique(checked.native, axis=0)) if not empty else 0
@@ -267,10 +276,19 @@ def score(
 def _reference_metrics(
     reference: ReferencePopulation,
     unit: np.ndarray,
-    bins: np.ndarray,
+    distinct_bins: np.ndarray,
     tway: tuple[int, ...],
-    rng: np.random.Generator,
+    n_total: int,
 ) -> ReferenceMetrics:
+    """Cell metrics of the distinct valid personas (``distinct_bins``: one row per distinct
+    trait vector). Plausibility is ``distinct plausible personas / n_total``, a share of
+    all personas scored, invalid ones included: a program cannot raise it by writing
+    fewer valid personas, nor by repeating one plausible persona."""
+    bins = distinct_bins
+
+    def share(plausible: int) -> float:
+        return plausible / n_total if n_total else 0.0
+
     cell_stats = cells.reference_cell_stats(reference, bins)
     support_t, plaus_t, rare_t = {}, {}, {}
     for t in tway:
@@ -278,7 +296,7 @@ def _reference_metrics(
             continue
         stats = cells.reference_tway_stats(reference, bins, t)
         support_t[str(t)] = _count(stats.support_coverage.covered, stats.support_coverage.total)
-        plaus_t[str(t)] = stats.plausibility
+        plaus_t[str(t)] = share(stats.plausible)
         rare_t[str(t)] = _count(stats.rare_hits.covered, stats.rare_hits.total)
     ref_unit, d_ref = reference.chamfer_points()
     return ReferenceMetrics(
@@ -288,7 +306,7 @@ def _reference_metrics(
         support_coverage=_count(
             cell_stats.support_coverage.covered, cell_stats.support_coverage.total
         ),
-        plausibility=cell_stats.plausibility,
+        plausibility=share(cell_stats.plausible),
         rare_hits=_count(cell_stats.rare_hits.covered, cell_stats.rare_hits.total),
         support_coverage_tway=support_t,
         plausibility_tway=plaus_t,

@@ -10,6 +10,7 @@ See :class:`Sandbox`, :class:`RunResult`, :class:`FailureKind` and ``docs/sandbo
 
 from personaevo.sandbox._child import LLMError
 from personaevo.sandbox.models import (
+    DEFAULT_CPU_MS_PER_PERSONA,
     FailureKind,
     Isolation,
     Job,
@@ -20,6 +21,7 @@ from personaevo.sandbox.models import (
 from personaevo.sandbox.pool import DEFAULT_PRELOAD, DEFAULT_UID_BASE, Sandbox
 
 __all__ = [
+    "DEFAULT_CPU_MS_PER_PERSONA",
     "DEFAULT_PRELOAD",
     "DEFAULT_UID_BASE",
     "FailureKind",

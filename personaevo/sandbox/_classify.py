@@ -98,6 +98,7 @@ class Verdict:
     traceback: str = ""
     personas: list[dict[str, Any]] = field(default_factory=list)
     n_invalid: int = 0
+    n_returned: int | None = None
     problems: list[str] = field(default_factory=list)
     program_seconds: float | None = None
     exit_code: int | None = None
@@ -162,15 +163,34 @@ def classify(
         personas = doc.get("personas")
         if not isinstance(personas, list):
             return fail(FailureKind.INVALID_PERSONAS, "result holds no list of personas")
+        if len(personas) > n:
+            verdict = fail(
+                FailureKind.WRONG_COUNT,
+                f"returned {len(personas)} personas for n={n}: a program must return "
+                f"exactly n (more are never scored)",
+            )
+            verdict.n_returned = len(personas)
+            return verdict
         valid, n_invalid, problems = validate_personas(personas, validator)
-        if len(personas) != n:
-            problems.append(f"returned {len(personas)} personas for n={n}")
+        if len(personas) < n:
+            problems.append(
+                f"returned {len(personas)} personas for n={n}: the {n - len(personas)} "
+                "missing count as invalid"
+            )
         if not valid and (n > 0 or personas):
             what = "no personas" if not personas else f"all {len(personas)} personas invalid"
             verdict = fail(FailureKind.INVALID_PERSONAS, what)
             verdict.n_invalid, verdict.problems = n_invalid, problems
+            verdict.n_returned = len(personas)
             return verdict
-        return Verdict(failure=None, personas=valid, n_invalid=n_invalid, problems=problems, **base)
+        return Verdict(
+            failure=None,
+            personas=valid,
+            n_invalid=n_invalid,
+            n_returned=len(personas),
+            problems=problems,
+            **base,
+        )
     cpu = float(outcome.done.get("cpu", 0.0)) if outcome.done else 0.0
     rss_mb = float(outcome.done.get("maxrss_kb", 0)) / 1024 if outcome.done else 0.0
     if signum == signal.SIGXCPU or (signum == signal.SIGKILL and cpu >= limits.cpu_seconds):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -11,7 +12,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from personaevo.programs import CONTRACT_VERSION, GeneratorProgram
 
-__all__ = ["FailureKind", "Isolation", "Job", "RunResult", "SandboxLimits", "Validator"]
+__all__ = [
+    "DEFAULT_CPU_MS_PER_PERSONA",
+    "FailureKind",
+    "Isolation",
+    "Job",
+    "RunResult",
+    "SandboxLimits",
+    "Validator",
+]
+
+DEFAULT_CPU_MS_PER_PERSONA = 20.0
+"""CPU milliseconds a program run may use per persona asked for (at least 1 s in all)."""
 
 Validator = Callable[[list[dict]], list[str]]
 """Host-side persona check: given ``[persona]`` return its problems (empty when valid)."""
@@ -40,6 +52,28 @@ class SandboxLimits(BaseModel):
     max_llm_calls: int = Field(1000, ge=0)
     traceback_lines: int = Field(20, ge=1)
 
+    @classmethod
+    def for_personas(
+        cls,
+        n: int,
+        wall_seconds: float,
+        cpu_ms_per_persona: float = DEFAULT_CPU_MS_PER_PERSONA,
+        **other: Any,
+    ) -> SandboxLimits:
+        """The one time policy of every program run (``score``, ``evolve``, export's pool
+        runs, the simulator's ``--run``): ``wall_seconds`` of wall-clock time (language-model
+        calls included) and a CPU budget of
+        ``min(wall_seconds, max(1, n * cpu_ms_per_persona / 1000))`` seconds.
+
+        The seeds use 0.04 to 0.23 s of CPU for n = 100 (2 ms per persona at most), so the
+        default of 20 ms per persona leaves them a tenfold margin, while a program whose
+        loop blew up is stopped after a few seconds instead of holding the run for the
+        whole wall-clock limit. ``other`` sets the remaining limits."""
+        if cpu_ms_per_persona <= 0 or not math.isfinite(cpu_ms_per_persona):
+            raise ValueError(f"cpu_ms_per_persona must be > 0, got {cpu_ms_per_persona!r}")
+        cpu = min(wall_seconds, max(1.0, n * cpu_ms_per_persona / 1000.0))
+        return cls(wall_seconds=wall_seconds, cpu_seconds=cpu, **other)
+
 
 class FailureKind(StrEnum):
     """Why a run did not produce valid personas (values are stable strings)."""
@@ -58,6 +92,9 @@ class FailureKind(StrEnum):
     """The serialised personas exceeded ``output_mb``."""
     INVALID_PERSONAS = "invalid_personas"
     """Not a list of persona dicts, non-JSON / non-finite values, or no valid persona."""
+    WRONG_COUNT = "wrong_count"
+    """More personas than the ``n`` asked for: never scored (``n_returned`` says how many).
+    Fewer is not a failure of its own: the missing ones count as invalid when scored."""
     CRASHED = "crashed"
     """Killed by a signal, ``os._exit`` without output, or it killed its sandbox worker."""
     EXITED = "exited"
@@ -110,6 +147,9 @@ class RunResult(BaseModel):
     personas: list[dict[str, Any]] = Field(default_factory=list)
     """Valid personas only (structurally valid and accepted by the validator)."""
     n_requested: int = 0
+    n_returned: int | None = None
+    """How many personas the program returned (valid or not); None when it returned no
+    list (it failed before, or wrote something else)."""
     n_invalid: int = 0
     problems: list[str] = Field(default_factory=list)
     """Per-persona and contract problems (capped), useful as mutation feedback."""

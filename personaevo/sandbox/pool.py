@@ -320,6 +320,7 @@ class Sandbox:
             traceback=verdict.traceback,
             personas=verdict.personas,
             n_requested=spec.n,
+            n_returned=verdict.n_returned,
             n_invalid=verdict.n_invalid,
             problems=[str(p) for p in spec.program.problems] + verdict.problems,
             stdout=io.stdout.text(),

@@ -79,7 +79,7 @@ def personas_from_run(
     from personaevo.evaluate import generator_space
     from personaevo.evolution.config import EvolveConfig
     from personaevo.programs import load_program
-    from personaevo.sandbox import Job, Sandbox, SandboxLimits
+    from personaevo.sandbox import Job, Sandbox
 
     run = Path(run)
     config_path = run / "config.yaml"
@@ -91,7 +91,7 @@ def personas_from_run(
     config = EvolveConfig.load(config_path)
     space = resolve_space(config.space)
     view = generator_space(space, None, seed=seed)
-    limits = SandboxLimits(wall_seconds=config.eval_timeout, cpu_seconds=config.eval_timeout)
+    limits = config.limits(n_per_program)
     jobs = [Job(program=load_program(p), space=view, n=n_per_program, seed=seed) for p in front]
     with Sandbox(workers=1, limits=limits) as sandbox:
         results = sandbox.map(jobs)
