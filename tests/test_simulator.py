@@ -428,8 +428,13 @@ def test_evaluation_separates_an_honest_from_a_lying_simulator(pair, customer_su
     diff = comparison.differences["prompt_to_line"]
     assert diff.high < 0
     header, rows = comparison_rows(comparison)
-    assert header == ["metric", "honest", "liar", "liar - honest"]
+    models = ["honest", "honest unreadable", "liar", "liar unreadable"]
+    assert header == ["metric", *models, "liar - honest"]
     assert {r[0] for r in rows} >= {"prompt_to_line", "goal_alignment", "line_to_line"}
+    by_metric = {r[0]: r for r in rows}
+    turns = sum(len(r.user_turn_indices()) for r in transcripts["honest"])
+    assert by_metric["prompt_to_line"][2] == f"0/{turns} (0.0%)"  # the rule judge reads all
+    assert by_metric["stop_validity"][2] == "-"  # asks the judge nothing
     assert len(transcripts["liar"]) == 8
 
 

@@ -120,9 +120,13 @@ def test_simulate_and_eval_cli_on_the_tiny_model(tiny_model_dir, persona_file, t
     code = main(["eval-simulator", "--model", model, "--model", model, *base, *small])
     assert code == 0
     table = capsys.readouterr().out
-    assert "prompt_to_line" in table and "qa_consistency" in table
+    assert "prompt_to_line" in table and "qa_consistency" in table and "unreadable" in table
     comparison = json.loads(report.read_text())
     assert len(comparison["models"]) == 2
+    counts = comparison["models"][0]["judgements"]
+    assert (
+        counts["prompt_to_line"]["judgements"] > 0 and counts["prompt_to_line"]["unreadable"] == 0
+    )
     # the same model with the same seeds plays the same conversations: no difference
     for name, diff in comparison["differences"].items():
         assert diff["mean"] in (None, 0.0), name

@@ -71,7 +71,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         console.print(f"  {label:>22}: {turn.text}", markup=False)
     console.print(
         f"{len(records)} conversations, {stops} ended with the stop marker, mean goal "
-        f"alignment {mean_alignment:.3f}; written to {args.out}"
+        f"alignment {mean_alignment:.3f}, unreadable judge verdicts {judge.tally.text()}; "
+        f"written to {args.out}"
     )
     return 0
 
@@ -165,7 +166,8 @@ def cmd_eval_simulator(args: argparse.Namespace) -> int:
     header, rows = comparison_rows(comparison)
     table = Table(
         title=f"{args.conversations} conversations per model, up to {args.turns} user turns, "
-        f"judge {comparison.judge}, agent {comparison.agent}; mean [95% bootstrap CI]"
+        f"judge {comparison.judge}, agent {comparison.agent}; mean [95% bootstrap CI]; "
+        "unreadable: judge replies neither yes nor no, left out of the means"
     )
     for column in header:
         table.add_column(column)
