@@ -128,10 +128,12 @@ def cmd_train_simulator(args: argparse.Namespace) -> int:
             raise InputError(f"train-simulator: {err}") from None
     result = train_simulator(config, resume=bool(args.resume), log=console.print)
     table = Table(title=f"rewards, first vs last logged step ({result.steps} steps)")
-    for column in ("reward", "first", "last"):
+    for column in ("reward", "first", "last", "unreadable judge verdicts, all steps"):
         table.add_column(column)
     for name, first in result.first_rewards.items():
-        table.add_row(name, f"{first:.3f}", f"{result.last_rewards[name]:.3f}")
+        count = result.judgements.get(name)
+        unreadable = count.text() if count is not None else "-"
+        table.add_row(name, f"{first:.3f}", f"{result.last_rewards[name]:.3f}", unreadable)
     console.print(table)
     console.print(
         f"model written to {result.final_model}; held-out personas in "
