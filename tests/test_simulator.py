@@ -44,6 +44,7 @@ from personaevo.simulator.qa import answer_questions, make_questions, parse_lett
 from personaevo.simulator.rewards import REWARDS
 from personaevo.simulator.rollout import turn_prompts
 from personaevo.simulator.sources import load_personas
+from personaevo.simulator.verdicts import Verdict
 
 RETAIL = {
     "domain": "retail",
@@ -227,14 +228,14 @@ def test_goal_state_transitions(pair):
     assert state.alignment() == pytest.approx(behaviour / 5) and state.progress() == 0.6
     n = len(state.items)
     objective = kinds.index("task_objectives")
-    attempted = [k == objective for k in range(n)]
+    attempted = [Verdict.of(k == objective) for k in range(n)]
     after = after_user(
-        state, UserChecks(attempted=attempted, violated=[False] * n, leaks_unknown=True)
+        state, UserChecks(attempted=attempted, violated=[Verdict.NO] * n, leaks_unknown=Verdict.YES)
     )
     statuses = [i.status for i in after.items]
     assert statuses[objective] == Status.ATTEMPTED
     assert Status.MISALIGNED in statuses  # the implicit unknown-information item
-    done = after_agent(after, [True] * n)
+    done = after_agent(after, [Verdict.YES] * n)
     assert done.tasks_complete()
     assert [i.status for i in done.items][: kinds.count("profile")] == [Status.ALIGNED]
     assert done.progress() == pytest.approx((n - 1) / n)
@@ -335,8 +336,9 @@ def test_probe_rows_grade_the_answer_and_skip_turn_rewards(pair):
 def test_llm_judge_parses_yes_and_no(pair):
     answers = iter(["Yes.", "no", "maybe"])
     judge = LLMJudge(ScriptedLLM(lambda _: next(answers)))
-    assert judge.assistant_speak(["a", "b", "c"]) == [True, False, False]
-    assert judge.unparsed == 1
+    verdicts = judge.assistant_speak(["a", "b", "c"])
+    assert verdicts == [Verdict.YES, Verdict.NO, Verdict.UNREADABLE]
+    assert (judge.tally.judgements, judge.tally.unreadable) == (3, 1)
     records = simulate(
         Simulator(scripted_user()),
         ScriptedAgent(),
@@ -426,8 +428,13 @@ def test_evaluation_separates_an_honest_from_a_lying_simulator(pair, customer_su
     diff = comparison.differences["prompt_to_line"]
     assert diff.high < 0
     header, rows = comparison_rows(comparison)
-    assert header == ["metric", "honest", "liar", "liar - honest"]
+    models = ["honest", "honest unreadable", "liar", "liar unreadable"]
+    assert header == ["metric", *models, "liar - honest"]
     assert {r[0] for r in rows} >= {"prompt_to_line", "goal_alignment", "line_to_line"}
+    by_metric = {r[0]: r for r in rows}
+    turns = sum(len(r.user_turn_indices()) for r in transcripts["honest"])
+    assert by_metric["prompt_to_line"][2] == f"0/{turns} (0.0%)"  # the rule judge reads all
+    assert by_metric["stop_validity"][2] == "-"  # asks the judge nothing
     assert len(transcripts["liar"]) == 8
 
 

@@ -99,10 +99,27 @@ def test_lora_training_writes_an_adapter(tiny_model_dir, persona_file, tmp_path)
         rewards=["prompt_to_line", "intent_adherence"],
         reward_weights={"intent_adherence": 2.0},
     )
-    result = train_simulator(config, log=lambda _: None)
+    from transformers import TrainerCallback
+
+    logged: list[dict] = []
+
+    class Record(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            logged.append(dict(logs or {}))
+
+    result = train_simulator(config, log=lambda _: None, callbacks=[Record()])
     assert (tmp_path / "lora" / "adapter" / "adapter_config.json").is_file()
     assert (Path(result.final_model) / "config.json").is_file()  # merged: loads anywhere
     assert set(result.last_rewards) == {"prompt_to_line", "intent_adherence"}
+    # the rule judge's verdicts are counted per reward and step, none unreadable
+    step = next(entry for entry in logged if "reward" in entry)
+    # (the turn rows of 2 prompts x 2 completions; probe rows ask the judge nothing)
+    assert 0 < step["judgements/prompt_to_line"] <= 2 * 2
+    assert step["unreadable/prompt_to_line"] == 0
+    counts = result.judgements["prompt_to_line"]
+    assert counts.judgements == step["judgements/prompt_to_line"] and counts.unreadable == 0
+    summary = json.loads((tmp_path / "lora" / "summary.json").read_text())
+    assert summary["judgements"]["intent_adherence"]["unreadable"] == 0
 
 
 def test_simulate_and_eval_cli_on_the_tiny_model(tiny_model_dir, persona_file, tmp_path, capsys):
@@ -120,9 +137,13 @@ def test_simulate_and_eval_cli_on_the_tiny_model(tiny_model_dir, persona_file, t
     code = main(["eval-simulator", "--model", model, "--model", model, *base, *small])
     assert code == 0
     table = capsys.readouterr().out
-    assert "prompt_to_line" in table and "qa_consistency" in table
+    assert "prompt_to_line" in table and "qa_consistency" in table and "unreadable" in table
     comparison = json.loads(report.read_text())
     assert len(comparison["models"]) == 2
+    counts = comparison["models"][0]["judgements"]
+    assert (
+        counts["prompt_to_line"]["judgements"] > 0 and counts["prompt_to_line"]["unreadable"] == 0
+    )
     # the same model with the same seeds plays the same conversations: no difference
     for name, diff in comparison["differences"].items():
         assert diff["mean"] in (None, 0.0), name

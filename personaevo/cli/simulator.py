@@ -71,7 +71,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         console.print(f"  {label:>22}: {turn.text}", markup=False)
     console.print(
         f"{len(records)} conversations, {stops} ended with the stop marker, mean goal "
-        f"alignment {mean_alignment:.3f}; written to {args.out}"
+        f"alignment {mean_alignment:.3f}, unreadable judge verdicts {judge.tally.text()}; "
+        f"written to {args.out}"
     )
     return 0
 
@@ -127,10 +128,12 @@ def cmd_train_simulator(args: argparse.Namespace) -> int:
             raise InputError(f"train-simulator: {err}") from None
     result = train_simulator(config, resume=bool(args.resume), log=console.print)
     table = Table(title=f"rewards, first vs last logged step ({result.steps} steps)")
-    for column in ("reward", "first", "last"):
+    for column in ("reward", "first", "last", "unreadable judge verdicts, all steps"):
         table.add_column(column)
     for name, first in result.first_rewards.items():
-        table.add_row(name, f"{first:.3f}", f"{result.last_rewards[name]:.3f}")
+        count = result.judgements.get(name)
+        unreadable = count.text() if count is not None else "-"
+        table.add_row(name, f"{first:.3f}", f"{result.last_rewards[name]:.3f}", unreadable)
     console.print(table)
     console.print(
         f"model written to {result.final_model}; held-out personas in "
@@ -165,7 +168,8 @@ def cmd_eval_simulator(args: argparse.Namespace) -> int:
     header, rows = comparison_rows(comparison)
     table = Table(
         title=f"{args.conversations} conversations per model, up to {args.turns} user turns, "
-        f"judge {comparison.judge}, agent {comparison.agent}; mean [95% bootstrap CI]"
+        f"judge {comparison.judge}, agent {comparison.agent}; mean [95% bootstrap CI]; "
+        "unreadable: judge replies neither yes nor no, left out of the means"
     )
     for column in header:
         table.add_column(column)

@@ -40,6 +40,7 @@ from personaevo.simulator.rollout import ConversationRecord, read_records, simul
 from personaevo.simulator.simulator import IntentPlanner, Simulator
 from personaevo.simulator.sources import load_profiles
 from personaevo.simulator.training import TrainConfig, train_simulator
+from personaevo.simulator.verdicts import JudgementCount, Verdict
 
 __all__ = [
     "REWARDS",
@@ -53,6 +54,7 @@ __all__ = [
     "Intent",
     "IntentPlanner",
     "Judge",
+    "JudgementCount",
     "LLMAgent",
     "LLMJudge",
     "Profile",
@@ -64,6 +66,7 @@ __all__ = [
     "TrainConfig",
     "Turn",
     "UserGoal",
+    "Verdict",
     "difficulty",
     "evaluate_simulators",
     "goals_for_profiles",

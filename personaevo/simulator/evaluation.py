@@ -14,6 +14,16 @@ the agent. Per conversation:
   after the last turn; ``task_completion``: 1 when every task objective and requirement
   ended Complete.
 
+A judge's verdict may be unreadable (an LLM judge's reply that is neither yes nor no,
+:mod:`personaevo.simulator.verdicts`). A turn's reward uses its readable verdicts only and
+is None when it has none, so a conversation's mean leaves it out (numerator and
+denominator): ``prompt_to_line`` of a conversation is (turns judged consistent) / (turns
+judged readably). Per model and metric, ``judgements`` counts the verdicts behind the
+metric and the unreadable ones (``unreadable_share = unreadable / judgements``): for the
+turn metrics those the reward asked for, for ``goal_alignment`` and ``task_completion``
+those that tracked the goal state during the conversations (an unreadable one moved no
+status). ``qa_consistency`` and ``stop_validity`` ask the judge nothing (0 judgements).
+
 A metric's interval is the 2.5 and 97.5 percentiles of the mean over 1,000 bootstrap
 resamples of the conversations (seeded). Differences between two models are paired: the
 resampled conversation indices are shared, over conversations where both have a value.
@@ -25,7 +35,7 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from personaevo.llm import LLM, SamplingParams
 from personaevo.simulator.agents import Agent
@@ -34,9 +44,10 @@ from personaevo.simulator.judges import Judge
 from personaevo.simulator.pool import value_pools
 from personaevo.simulator.profiles import Profile
 from personaevo.simulator.qa import make_questions
-from personaevo.simulator.rewards import REWARDS, reward_functions
+from personaevo.simulator.rewards import REWARDS, counted_reward_functions
 from personaevo.simulator.rollout import ConversationRecord, simulate, turn_prompts
 from personaevo.simulator.simulator import IntentPlanner, Simulator
+from personaevo.simulator.verdicts import JudgementCount
 
 TURN_METRICS = tuple(REWARDS)
 METRICS = (*TURN_METRICS, "goal_alignment", "task_completion")
@@ -56,6 +67,7 @@ class ModelEval(BaseModel):
     seconds: float
     metrics: dict[str, Interval]
     per_conversation: dict[str, list[float | None]]
+    judgements: dict[str, JudgementCount] = Field(default_factory=dict)  # per metric
 
 
 class Comparison(BaseModel):
@@ -76,8 +88,9 @@ def conversation_scores(
     max_turns: int,
     seed: int,
     pools: dict[str, list[str]] | None = None,
-) -> dict[str, list[float | None]]:
-    """Every metric per conversation (see the module docstring)."""
+) -> tuple[dict[str, list[float | None]], dict[str, JudgementCount]]:
+    """Every metric per conversation, and per metric the judge's verdicts behind it with
+    the unreadable ones counted (see the module docstring)."""
     rows, owner = [], []
     for c, record in enumerate(records):
         for t, row in enumerate(turn_prompts(record, window, max_turns)):
@@ -86,23 +99,27 @@ def conversation_scores(
             rows.append(row)
             owner.append(c)
     names = [n for n in TURN_METRICS if n != "qa_consistency" or (answerer and qa_questions)]
-    funcs = reward_functions(names, judge, answerer)
+    funcs = counted_reward_functions(names, judge, answerer)
     columns = {k: [r[k] for r in rows] for k in rows[0] if k not in ("line", "prompt")}
     prompts = [r["prompt"] for r in rows]
     out: dict[str, list[float | None]] = {}
+    counts: dict[str, JudgementCount] = {}  # per metric: the judge's verdicts behind it
     for name, fn in zip(names, funcs, strict=True):
         values = fn(prompts, [r["line"] for r in rows], **columns) if rows else []
-        sums, counts = np.zeros(len(records)), np.zeros(len(records))
+        counts[name] = fn.count
+        sums, scored = np.zeros(len(records)), np.zeros(len(records))
         for c, value in zip(owner, values, strict=True):
             if value is not None:
                 sums[c] += value
-                counts[c] += 1
-        out[name] = [float(s / k) if k else None for s, k in zip(sums, counts, strict=True)]
+                scored[c] += 1
+        out[name] = [float(s / k) if k else None for s, k in zip(sums, scored, strict=True)]
     out["goal_alignment"] = [r.alignment for r in records]
     out["task_completion"] = [
         1.0 if r.state_at(r.turns[-1].statuses or []).tasks_complete() else 0.0 for r in records
     ]
-    return out
+    tracking = sum((r.judgements for r in records), JudgementCount())
+    counts["goal_alignment"] = counts["task_completion"] = tracking
+    return out, counts
 
 
 def bootstrap(values: Sequence[float | None], rng: np.random.Generator) -> Interval:
@@ -144,7 +161,7 @@ def evaluate_simulators(
         start = time.perf_counter()
         simulator = Simulator(llm, params, window, planner or IntentPlanner())
         records = simulate(simulator, agent, judge, pairs, conversations, max_turns, seed)
-        scores = conversation_scores(
+        scores, counts = conversation_scores(
             records, judge, llm, qa_questions, window, max_turns, seed, pools
         )
         rng = np.random.default_rng([seed, 99])
@@ -155,6 +172,7 @@ def evaluate_simulators(
                 seconds=round(time.perf_counter() - start, 2),
                 metrics={m: bootstrap(v, rng) for m, v in scores.items()},
                 per_conversation=scores,
+                judgements=counts,
             )
         )
         transcripts[name] = records
@@ -182,13 +200,20 @@ def format_interval(interval: Interval, signed: bool = False) -> str:
 
 
 def comparison_rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the side-by-side table (one row per metric)."""
-    header = ["metric", *(m.model for m in comparison.models)]
+    """Header and rows of the side-by-side table (one row per metric): each model's
+    interval, then its unreadable judgements ``unreadable/judgements (share)``, ``-`` for a
+    metric that asks the judge nothing), then the paired difference."""
+    header = ["metric"]
+    for m in comparison.models:
+        header += [m.model, f"{m.model} unreadable"]
     if comparison.differences is not None:
         header.append(f"{comparison.models[-1].model} - {comparison.models[0].model}")
     rows = []
     for metric in comparison.models[0].metrics:
-        row = [metric, *(format_interval(m.metrics[metric]) for m in comparison.models)]
+        row = [metric]
+        for m in comparison.models:
+            count = m.judgements.get(metric, JudgementCount())
+            row += [format_interval(m.metrics[metric]), count.text()]
         if comparison.differences is not None:
             row.append(format_interval(comparison.differences[metric], signed=True))
         rows.append(row)

@@ -19,7 +19,9 @@ matches attempts the item), ``complete_when`` (an agent line that matches accomp
 and ``violated_if`` (a user line that matches violates it), and an ``agent_example`` (an
 agent line that accomplishes it, which must match ``complete_when``; the scripted agent
 says it). A judge decides each status
-change (:mod:`personaevo.simulator.judges`); the rule judge uses these patterns.
+change (:mod:`personaevo.simulator.judges`); the rule judge uses these patterns. Only a
+judge's ``yes`` moves a status: an unreadable answer (an LLM judge's reply that is neither
+yes nor no) is no information and leaves the item as it was.
 
 Scores of a state (``n`` items, values Aligned 1, Misaligned 0, Incomplete 0, Attempted
 1/2, Complete 1):
@@ -35,6 +37,8 @@ from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from personaevo.simulator.verdicts import JudgementCount, Verdict
 
 ItemKind = Literal["profile", "policy", "task_objectives", "requirements", "preferences"]
 ITEM_KINDS: tuple[ItemKind, ...] = (
@@ -217,42 +221,50 @@ class GoalState(BaseModel):
 
 class UserChecks(BaseModel):
     """What a judge found about one user line, per goal item (in :meth:`UserGoal.items`
-    order)."""
+    order). Every field is a :class:`~personaevo.simulator.verdicts.Verdict`: an
+    unreadable one is no information (it changes no status). ``leaks_unknown`` is the
+    three-valued "or" over the goal's unknown information; items a judge was not asked
+    about (task items for ``violated``, behaviour items for ``attempted``) are ``NO``.
+    ``judgements`` counts every verdict behind the fields and how many were unreadable."""
 
-    contradicts_profile: bool = False
-    leaks_unknown: bool = False
-    attempted: list[bool]  # the line attempts the item (task kinds)
-    violated: list[bool]  # the line violates the item (behaviour kinds)
+    contradicts_profile: Verdict = Verdict.NO
+    leaks_unknown: Verdict = Verdict.NO
+    attempted: list[Verdict]  # the line attempts the item (task kinds)
+    violated: list[Verdict]  # the line violates the item (behaviour kinds)
+    judgements: JudgementCount = Field(default_factory=JudgementCount)
 
 
 def after_user(state: GoalState, checks: UserChecks) -> GoalState:
     """The goal state after a user line: task items move Incomplete -> Attempted when the
-    line attempts them (never back); behaviour items become Misaligned on a violation (the
-    implicit facts item on a profile contradiction, the implicit unknown-information item
-    on a leak) and stay so."""
+    line attempts them (``YES``; never back); behaviour items become Misaligned on a
+    violation (the implicit facts item also on a profile contradiction, the implicit
+    unknown-information item on a leak) and stay so. Only a ``YES`` moves a status: an
+    unreadable check is no information and leaves the item as it was, exactly as ``NO``
+    does (the statuses only ever move on evidence)."""
     items = []
     for k, item in enumerate(state.items):
         status = item.status
         if item.kind in BEHAVIOUR_KINDS:
-            violated = checks.violated[k]
+            violations = [checks.violated[k]]
             if item.kind == "profile" and item.text == FACTS_ITEM:
-                violated = violated or checks.contradicts_profile
+                violations.append(checks.contradicts_profile)
             if item.kind == "policy" and item.text == UNKNOWN_ITEM:
-                violated = violated or checks.leaks_unknown
-            if violated:
+                violations.append(checks.leaks_unknown)
+            if Verdict.any_of(violations) is Verdict.YES:
                 status = Status.MISALIGNED
-        elif checks.attempted[k] and status == Status.INCOMPLETE:
+        elif checks.attempted[k] is Verdict.YES and status == Status.INCOMPLETE:
             status = Status.ATTEMPTED
         items.append(item.model_copy(update={"status": status}))
     return GoalState(items=items)
 
 
-def after_agent(state: GoalState, accomplished: list[bool]) -> GoalState:
-    """The goal state after an agent line: task items it accomplishes become Complete."""
+def after_agent(state: GoalState, accomplished: list[Verdict]) -> GoalState:
+    """The goal state after an agent line: task items it accomplishes (``YES``) become
+    Complete; an unreadable check leaves the item as it was."""
     return GoalState(
         items=[
             item.model_copy(update={"status": Status.COMPLETE})
-            if done and item.kind not in BEHAVIOUR_KINDS
+            if done is Verdict.YES and item.kind not in BEHAVIOUR_KINDS
             else item
             for item, done in zip(state.items, accomplished, strict=True)
         ]

@@ -1,4 +1,4 @@
-"""Judges: binary decisions about simulated-user lines, batched.
+"""Judges: yes/no decisions about simulated-user lines, batched.
 
 Every question a reward or the goal tracker asks is a yes/no question about one line:
 
@@ -13,8 +13,18 @@ Every question a reward or the goal tracker asks is a yes/no question about one 
 ``"my KEY is VALUE"``) with the structured profile and the goal's known information, and
 matches the intent and goal cue patterns. :class:`LLMJudge` asks any
 :class:`~personaevo.llm.LLM` the same questions, one batch per call, greedy, and reads
-the first word of the reply (``yes``/``no``; anything else counts as ``no`` and is
-counted in ``unparsed``).
+the first word of the reply.
+
+Every answer is a :class:`~personaevo.simulator.verdicts.Verdict`: ``YES``, ``NO`` or
+``UNREADABLE``. The rule judge is always readable; the LLM judge answers ``UNREADABLE``
+when the first word of the reply is neither ``yes`` nor ``no`` (case-insensitive), never
+``NO``. What each consumer does with an unreadable verdict: the goal state leaves the item
+as it was (:func:`~personaevo.simulator.goals.after_user`), a reward is computed from the
+readable verdicts only and is None when it has none
+(:mod:`personaevo.simulator.rewards`), and evaluation reports the counts per measure
+(:mod:`personaevo.simulator.evaluation`). ``judge.tally`` counts every verdict a judge has
+given and the unreadable ones among them (a running total; a consumer takes the
+difference around its calls).
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ from personaevo.simulator.goals import (
 )
 from personaevo.simulator.intents import DESCRIPTIONS, Intent, follows_intent
 from personaevo.simulator.profiles import extract_facts, fact_conflicts
+from personaevo.simulator.verdicts import JudgementCount, Verdict
 
 Check = Literal["attempts", "accomplishes", "violates"]
 Facts = dict[str, str | int]
@@ -91,37 +102,70 @@ class UserLine:
 
 
 class Judge(ABC):
-    """Batched yes/no decisions about simulated-user lines."""
+    """Batched yes/no decisions about simulated-user lines, each a :class:`Verdict`.
+
+    The public methods count every verdict in :attr:`tally` and delegate to the
+    ``_decide_*`` methods a judge implements."""
 
     name = "judge"
 
-    @abstractmethod
-    def contradicts_profile(self, cases: Sequence[tuple[Facts, str, str]]) -> list[bool]:
+    def __init__(self) -> None:
+        self.tally = JudgementCount()
+
+    def _counted(self, verdicts: list[Verdict]) -> list[Verdict]:
+        self.tally.add(verdicts)
+        return verdicts
+
+    def contradicts_profile(self, cases: Sequence[tuple[Facts, str, str]]) -> list[Verdict]:
         """``(facts, persona_text, line)``: does the line contradict the persona?"""
+        return self._counted(self._decide_contradicts_profile(cases))
 
-    @abstractmethod
-    def contradicts_line(self, cases: Sequence[tuple[str, str]]) -> list[bool]:
+    def contradicts_line(self, cases: Sequence[tuple[str, str]]) -> list[Verdict]:
         """``(earlier, line)``: does ``line`` clearly contradict ``earlier`` (same speaker)?"""
+        return self._counted(self._decide_contradicts_line(cases))
 
-    @abstractmethod
-    def follows_intent(self, cases: Sequence[tuple[str, Intent]]) -> list[bool]:
+    def follows_intent(self, cases: Sequence[tuple[str, Intent]]) -> list[Verdict]:
         """``(line, intent)``: does the line perform the intent?"""
+        return self._counted(self._decide_follows_intent(cases))
 
-    @abstractmethod
-    def item_checks(self, cases: Sequence[tuple[Check, GoalItem, str]]) -> list[bool]:
+    def item_checks(self, cases: Sequence[tuple[Check, GoalItem, str]]) -> list[Verdict]:
         """``(check, item, line)``: does the (user) line attempt or violate the item, or does
         the (agent) line accomplish it?"""
+        return self._counted(self._decide_item_checks(cases))
 
-    @abstractmethod
-    def leaks(self, cases: Sequence[tuple[UnknownInfo, str]]) -> list[bool]:
+    def leaks(self, cases: Sequence[tuple[UnknownInfo, str]]) -> list[Verdict]:
         """``(unknown, line)``: does the line state what the user does not know?"""
+        return self._counted(self._decide_leaks(cases))
+
+    def assistant_speak(self, lines: Sequence[str]) -> list[Verdict]:
+        """Does the line sound like the assistant/agent rather than the user?"""
+        return self._counted(self._decide_assistant_speak(lines))
 
     @abstractmethod
-    def assistant_speak(self, lines: Sequence[str]) -> list[bool]:
-        """Does the line sound like the assistant/agent rather than the user?"""
+    def _decide_contradicts_profile(
+        self, cases: Sequence[tuple[Facts, str, str]]
+    ) -> list[Verdict]: ...
+
+    @abstractmethod
+    def _decide_contradicts_line(self, cases: Sequence[tuple[str, str]]) -> list[Verdict]: ...
+
+    @abstractmethod
+    def _decide_follows_intent(self, cases: Sequence[tuple[str, Intent]]) -> list[Verdict]: ...
+
+    @abstractmethod
+    def _decide_item_checks(
+        self, cases: Sequence[tuple[Check, GoalItem, str]]
+    ) -> list[Verdict]: ...
+
+    @abstractmethod
+    def _decide_leaks(self, cases: Sequence[tuple[UnknownInfo, str]]) -> list[Verdict]: ...
+
+    @abstractmethod
+    def _decide_assistant_speak(self, lines: Sequence[str]) -> list[Verdict]: ...
 
     def user_checks(self, cases: Sequence[UserLine]) -> list[UserChecks]:
-        """Everything the goal tracker needs about each user line, in few batched calls."""
+        """Everything the goal tracker needs about each user line, in few batched calls
+        (see :class:`~personaevo.simulator.goals.UserChecks`)."""
         item_cases: list[tuple[Check, GoalItem, str]] = []
         layout = []  # per case, per item: (attempted, violated) answer index or -1
         for case in cases:
@@ -145,22 +189,28 @@ class Judge(ABC):
             for unknown in case.goal.instructions.unknown_info:
                 leak_cases.append((unknown, case.line))
                 leak_owner.append(k)
-        leaked = [False] * len(cases)
-        for owner, hit in zip(leak_owner, self.leaks(leak_cases), strict=True):
-            leaked[owner] = leaked[owner] or hit
-        return [
-            UserChecks(
-                contradicts_profile=contradictions[k],
-                leaks_unknown=leaked[k],
-                attempted=[a >= 0 and answers[a] for a, _ in rows],
-                violated=[v >= 0 and answers[v] for _, v in rows],
+        leak_verdicts: list[list[Verdict]] = [[] for _ in cases]
+        for owner, verdict in zip(leak_owner, self.leaks(leak_cases), strict=True):
+            leak_verdicts[owner].append(verdict)
+        out = []
+        for k, rows in enumerate(layout):
+            asked = [answers[i] for pair in rows for i in pair if i >= 0]
+            counted = JudgementCount()
+            counted.add([*asked, contradictions[k], *leak_verdicts[k]])
+            out.append(
+                UserChecks(
+                    contradicts_profile=contradictions[k],
+                    leaks_unknown=Verdict.any_of(leak_verdicts[k]),
+                    attempted=[answers[a] if a >= 0 else Verdict.NO for a, _ in rows],
+                    violated=[answers[v] if v >= 0 else Verdict.NO for _, v in rows],
+                    judgements=counted,
+                )
             )
-            for k, rows in enumerate(layout)
-        ]
+        return out
 
-    def agent_checks(self, cases: Sequence[tuple[UserGoal, str]]) -> list[list[bool]]:
+    def agent_checks(self, cases: Sequence[tuple[UserGoal, str]]) -> list[list[Verdict]]:
         """``(goal, agent_line)``: per goal item, whether the line accomplishes it (always
-        ``False`` for behaviour items)."""
+        ``NO`` for behaviour items, which the judge is not asked about)."""
         item_cases: list[tuple[Check, GoalItem, str]] = []
         layout = []
         for goal, line in cases:
@@ -173,7 +223,7 @@ class Judge(ABC):
                     item_cases.append(("accomplishes", item, line))
             layout.append(rows)
         answers = self.item_checks(item_cases)
-        return [[i >= 0 and answers[i] for i in rows] for rows in layout]
+        return [[answers[i] if i >= 0 else Verdict.NO for i in rows] for rows in layout]
 
     def _judges_free_items(self, item: GoalItem) -> bool:
         """Whether this judge can decide a behaviour item it has no pattern for."""
@@ -181,76 +231,85 @@ class Judge(ABC):
 
 
 class RuleJudge(Judge):
-    """The judge that needs no language model (see the module docstring)."""
+    """The judge that needs no language model (see the module docstring); its verdicts
+    are always readable."""
 
     name = "rules"
 
-    def contradicts_profile(self, cases):
-        return [bool(fact_conflicts(extract_facts(line), facts)) for facts, _, line in cases]
-
-    def contradicts_line(self, cases):
+    def _decide_contradicts_profile(self, cases):
         return [
-            bool(fact_conflicts(extract_facts(line), extract_facts(earlier)))
+            Verdict.of(bool(fact_conflicts(extract_facts(line), facts))) for facts, _, line in cases
+        ]
+
+    def _decide_contradicts_line(self, cases):
+        return [
+            Verdict.of(bool(fact_conflicts(extract_facts(line), extract_facts(earlier))))
             for earlier, line in cases
         ]
 
-    def follows_intent(self, cases):
-        return [follows_intent(line, intent) for line, intent in cases]
+    def _decide_follows_intent(self, cases):
+        return [Verdict.of(follows_intent(line, intent)) for line, intent in cases]
 
-    def item_checks(self, cases):
+    def _decide_item_checks(self, cases):
         out = []
         for check, item, line in cases:
             if check == "attempts":
-                out.append(_any(item.mention, line) if item.mention else _keywords_hit(item, line))
+                hit = _any(item.mention, line) if item.mention else _keywords_hit(item, line)
             elif check == "accomplishes":
                 if item.complete_when:
-                    out.append(_any(item.complete_when, line))
+                    hit = _any(item.complete_when, line)
                 else:
-                    out.append(bool(_DONE.search(line)) and _keywords_hit(item, line))
+                    hit = bool(_DONE.search(line)) and _keywords_hit(item, line)
             else:
-                out.append(_any(item.violated_if, line))
+                hit = _any(item.violated_if, line)
+            out.append(Verdict.of(hit))
         return out
 
-    def leaks(self, cases):
+    def _decide_leaks(self, cases):
         out = []
         for unknown, line in cases:
             hit = _any(unknown.patterns, line)
             if unknown.value:
                 hit = hit or unknown.value.lower() in line.lower()
-            out.append(hit)
+            out.append(Verdict.of(hit))
         return out
 
-    def assistant_speak(self, lines):
-        return [bool(_ASSISTANT_SPEAK.search(line)) for line in lines]
+    def _decide_assistant_speak(self, lines):
+        return [Verdict.of(bool(_ASSISTANT_SPEAK.search(line))) for line in lines]
 
     def _judges_free_items(self, item: GoalItem) -> bool:
         return bool(item.violated_if)
 
 
+def read_yes_no(reply: str) -> Verdict:
+    """The verdict in a judge's reply: its first word (letters only, case-insensitive) if
+    that is ``yes`` or ``no``, else ``UNREADABLE`` (also for a reply without words)."""
+    words = re.findall(r"[a-z]+", reply.lower())
+    first = words[0] if words else ""
+    if first == "yes":
+        return Verdict.YES
+    return Verdict.NO if first == "no" else Verdict.UNREADABLE
+
+
 class LLMJudge(Judge):
-    """Any language model as a yes/no judge (greedy, a few tokens per answer)."""
+    """Any language model as a yes/no judge (greedy, a few tokens per answer); a reply
+    whose first word is not yes/no is ``UNREADABLE`` (:func:`read_yes_no`)."""
 
     def __init__(self, llm: LLM, max_tokens: int = 3) -> None:
+        super().__init__()
         self.llm = llm
         self.name = f"llm:{llm.name}"
         self.params = SamplingParams(max_tokens=max_tokens, temperature=0.0, seed=0)
-        self.unparsed = 0
 
-    def _ask(self, questions: Sequence[str]) -> list[bool]:
+    def _ask(self, questions: Sequence[str]) -> list[Verdict]:
         if not questions:
             return []
         conversations = [
             [Message(role="user", content=q + "\nAnswer with yes or no.")] for q in questions
         ]
-        answers = []
-        for completion in self.llm.chat(conversations, self.params):
-            word = (re.findall(r"[a-z]+", completion.text.lower()) or [""])[0]
-            if word not in ("yes", "no"):
-                self.unparsed += 1
-            answers.append(word == "yes")
-        return answers
+        return [read_yes_no(c.text) for c in self.llm.chat(conversations, self.params)]
 
-    def contradicts_profile(self, cases):
+    def _decide_contradicts_profile(self, cases):
         return self._ask(
             [
                 f"Persona: {'; '.join(f'{k}={v}' for k, v in facts.items())}. {text}\n"
@@ -259,7 +318,7 @@ class LLMJudge(Judge):
             ]
         )
 
-    def contradicts_line(self, cases):
+    def _decide_contradicts_line(self, cases):
         return self._ask(
             [
                 f'One person said, first: "{earlier}"\nand later: "{line}"\n'
@@ -268,7 +327,7 @@ class LLMJudge(Judge):
             ]
         )
 
-    def follows_intent(self, cases):
+    def _decide_follows_intent(self, cases):
         return self._ask(
             [
                 f'A customer wrote: "{line}"\nDoes the customer {DESCRIPTIONS[intent]}?'
@@ -276,7 +335,7 @@ class LLMJudge(Judge):
             ]
         )
 
-    def item_checks(self, cases):
+    def _decide_item_checks(self, cases):
         templates = {
             "attempts": 'A customer wrote: "{line}"\nDoes the customer ask for or work towards '
             "this: {item}?",
@@ -288,7 +347,7 @@ class LLMJudge(Judge):
             [templates[check].format(line=line, item=item.text) for check, item, line in cases]
         )
 
-    def leaks(self, cases):
+    def _decide_leaks(self, cases):
         return self._ask(
             [
                 f'A customer does not know {u.text}. The customer wrote: "{line}"\n'
@@ -297,7 +356,7 @@ class LLMJudge(Judge):
             ]
         )
 
-    def assistant_speak(self, lines):
+    def _decide_assistant_speak(self, lines):
         return self._ask(
             [
                 f'"{line}"\nIs this message written like a support agent or an AI assistant '

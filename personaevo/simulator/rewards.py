@@ -7,7 +7,8 @@ the rewards read: ``facts`` (profile facts and known information), ``persona_tex
 earlier lines), ``intent``, ``turn``, ``max_turns`` and ``questions`` (Q&A probes). TRL
 passes them as keyword lists and logs each function under its name. A judge other than
 the rule judge, and the Q&A answerer, are bound with :func:`functools.partial` (TRL names a
-partial after the function). ``None`` means "does not apply" (TRL averages without it).
+partial after the function). ``None`` means "does not apply" or "no readable judgement"
+(TRL averages without it; see the last section).
 
 A row's ``kind`` is ``"turn"`` (the completion is the user's next line) or ``"probe"``
 (the completion answers a Q&A probe asked right after a turn, see
@@ -17,7 +18,8 @@ completion itself is graded.
 All rewards lie in [0, 1]. For a line ``x`` (the stop marker removed for the checks):
 
 * ``prompt_to_line = 1 - [x contradicts the persona]`` (Abdulhai et al.'s binary judge);
-* ``line_to_line = 1 - (earlier lines x contradicts) / (earlier lines)``; None on turn 1;
+* ``line_to_line = 1 - (earlier lines x contradicts) / (earlier lines judged readably)``;
+  None on turn 1;
 * ``qa_consistency`` = share of the row's multiple-choice questions the answerer gets
   right when asked in persona right after ``x``; None without questions; on a probe row,
   1 if the completion picks the right option, else 0;
@@ -29,6 +31,25 @@ All rewards lie in [0, 1]. For a line ``x`` (the stop marker removed for the che
 * ``stop_validity``: 0 if ``x`` stops while the goal state does not allow it (a task
   objective or requirement is not Complete and turns are left), 0 if the intent was
   ``end`` and ``x`` does not stop, else 1.
+
+**Unreadable judgements.** A judge's verdict may be unreadable
+(:class:`~personaevo.simulator.verdicts.Verdict`, an LLM judge's reply that is neither yes
+nor no). It is no evidence either way, so every judge-based reward is computed from the
+row's readable verdicts only: ``[...]`` above reads "the judge said yes", a share leaves
+unreadable verdicts out of its numerator and denominator, ``no_leakage`` and
+``goal_progress`` look only at readable verdicts (``goal_progress`` moves statuses on a
+``yes`` only, see :func:`~personaevo.simulator.goals.after_user`). A row whose judgements
+are *all* unreadable gets None: there is nothing to score, and any number would be made
+up (1 would count it consistent, 0 inconsistent, 1/2 would still pull a mean towards the
+middle). Evaluation averages without it and counts it; TRL's logged
+``rewards/NAME/mean`` averages without it too. For the GRPO advantage it is not neutral:
+TRL's default aggregation (sum, then normalise per group) sums a completion's weighted
+rewards skipping None, so against the other completions of its group a None weighs like
+a 0 for that reward (it would be neutral under ``normalize_then_sum``). The training log
+therefore counts unreadable judgements per reward and step
+(:mod:`personaevo.simulator.training`): more than a few mean the judge is unfit for
+training. ``qa_consistency`` and ``stop_validity`` use no judge. A row whose reward asks
+the judge nothing (``no_leakage`` without unknown information) is scored as before.
 """
 
 from __future__ import annotations
@@ -44,6 +65,7 @@ from personaevo.simulator.intents import Intent
 from personaevo.simulator.judges import Judge, RuleJudge, UserLine
 from personaevo.simulator.qa import MCQuestion, answer_questions, parse_letter
 from personaevo.simulator.rollout import state_from
+from personaevo.simulator.verdicts import JudgementCount, Verdict
 
 RULES = RuleJudge()
 Reward = Callable[..., list[float | None]]
@@ -73,6 +95,14 @@ def _goal(value: Any) -> UserGoal:
 
 def _per_row(value: Any, n: int) -> bool:
     return isinstance(value, list) and len(value) == n
+
+
+def _score_yes(verdict: Verdict, good: Verdict) -> float | None:
+    """1 when the verdict is the good answer, 0 when it is the other one, None when it is
+    unreadable (see the module docstring)."""
+    if not verdict.readable:
+        return None
+    return 1.0 if verdict is good else 0.0
 
 
 def turn_reward(fn: Reward) -> Reward:
@@ -105,7 +135,7 @@ def prompt_to_line(prompts, completions, facts, persona_text=None, judge: Judge 
     lines = _lines(completions)
     texts = persona_text or [""] * len(lines)
     cases = [(f, t, _plain(x)) for f, t, x in zip(facts, texts, lines, strict=True)]
-    return [0.0 if bad else 1.0 for bad in judge.contradicts_profile(cases)]
+    return [_score_yes(v, good=Verdict.NO) for v in judge.contradicts_profile(cases)]
 
 
 @turn_reward
@@ -116,12 +146,12 @@ def line_to_line(prompts, completions, earlier, judge: Judge = RULES, **_):
         for old in before:
             cases.append((_plain(old), _plain(line)))
             owners.append(i)
-    conflicts = [0] * len(lines)
-    for owner, bad in zip(owners, judge.contradicts_line(cases), strict=True):
-        conflicts[owner] += bad
-    return [
-        1.0 - conflicts[i] / len(before) if before else None for i, before in enumerate(earlier)
-    ]
+    conflicts, readable = [0] * len(lines), [0] * len(lines)
+    for owner, verdict in zip(owners, judge.contradicts_line(cases), strict=True):
+        if verdict.readable:
+            readable[owner] += 1
+            conflicts[owner] += verdict is Verdict.YES
+    return [1.0 - conflicts[i] / readable[i] if readable[i] else None for i in range(len(lines))]
 
 
 def qa_consistency(
@@ -161,7 +191,7 @@ def qa_consistency(
 def intent_adherence(prompts, completions, intent, judge: Judge = RULES, **_):
     lines = _lines(completions)
     cases = [(x, Intent(i)) for x, i in zip(lines, intent, strict=True)]
-    return [1.0 if ok else 0.0 for ok in judge.follows_intent(cases)]
+    return [_score_yes(v, good=Verdict.YES) for v in judge.follows_intent(cases)]
 
 
 @turn_reward
@@ -177,8 +207,11 @@ def goal_progress(
             for g, f, t, x in zip(goals, facts, texts, lines, strict=True)
         ]
     )
-    out = []
+    out: list[float | None] = []
     for g, before, check in zip(goals, statuses, checks, strict=True):
+        if check.judgements.unreadable == check.judgements.judgements:
+            out.append(None)  # nothing readable (every line is asked the profile question)
+            continue
         state = state_from(g, before)
         after = after_user(state, check)
         pairs = list(zip(state.items, after.items, strict=True))
@@ -199,16 +232,23 @@ def no_leakage(prompts, completions, goal, judge: Judge = RULES, **_):
         for unknown in _goal(g).instructions.unknown_info:
             cases.append((unknown, _plain(line)))
             owners.append(i)
-    leaked = [False] * len(lines)
-    for owner, hit in zip(owners, judge.leaks(cases), strict=True):
-        leaked[owner] = leaked[owner] or hit
-    return [0.0 if hit else 1.0 for hit in leaked]
+    verdicts: list[list[Verdict]] = [[] for _ in lines]
+    for owner, verdict in zip(owners, judge.leaks(cases), strict=True):
+        verdicts[owner].append(verdict)
+    out: list[float | None] = []
+    for row in verdicts:
+        readable = [v for v in row if v.readable]
+        if row and not readable:
+            out.append(None)
+        else:
+            out.append(0.0 if Verdict.YES in readable else 1.0)
+    return out
 
 
 @turn_reward
 def role_fidelity(prompts, completions, judge: Judge = RULES, **_):
     lines = [_plain(x) for x in _lines(completions)]
-    return [0.0 if bad else 1.0 for bad in judge.assistant_speak(lines)]
+    return [_score_yes(v, good=Verdict.NO) for v in judge.assistant_speak(lines)]
 
 
 @turn_reward
@@ -257,3 +297,32 @@ def reward_functions(
             fn = functools.partial(fn, judge=judge)
         out.append(fn)
     return out
+
+
+class CountedReward:
+    """A reward function that also counts the judge's verdicts behind its values.
+
+    Calling it calls ``fn``; ``count`` then grows by the verdicts ``judge`` gave during the
+    call (``judge.tally`` after minus before), unreadable ones counted apart. ``__name__``
+    is the reward's name, which is what TRL logs it under."""
+
+    def __init__(self, name: str, fn: Reward, judge: Judge) -> None:
+        self.__name__ = name
+        self.fn, self.judge = fn, judge
+        self.count = JudgementCount()
+
+    def __call__(self, prompts, completions, **columns) -> list[float | None]:
+        before = self.judge.tally.model_copy()
+        values = self.fn(prompts, completions, **columns)
+        self.count = self.count + (self.judge.tally - before)
+        return values
+
+
+def counted_reward_functions(
+    names: Sequence[str], judge: Judge | None = None, answerer: LLM | None = None
+) -> list[CountedReward]:
+    """:func:`reward_functions`, each wrapped in a :class:`CountedReward` (the rewards that
+    ask no judge, ``qa_consistency`` and ``stop_validity``, count zero judgements)."""
+    used = judge if judge is not None else RULES
+    funcs = reward_functions(names, judge, answerer)
+    return [CountedReward(name, fn, used) for name, fn in zip(names, funcs, strict=True)]

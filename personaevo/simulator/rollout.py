@@ -9,7 +9,10 @@ judge marks what the answers accomplished. After ``max_turns`` user turns a conv
 ends with ``stop_reason = "turn_budget"``.
 
 Each line of the JSONL file is a :class:`ConversationRecord`: the profile and goal, every
-turn with its intent and the goal-item statuses after it, and the final alignment.
+turn with its intent and the goal-item statuses after it, the final alignment, and
+``judgements``: how many judge verdicts tracked the goal state (user and agent lines) and
+how many of them were unreadable (no information: they moved no status; records written
+before this field read as zero).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from personaevo.errors import FileFieldError
 from personaevo.simulator.agents import GREETING, Agent, AgentView
@@ -29,12 +32,20 @@ from personaevo.simulator.conditioning import (
     simulator_messages,
     stopped,
 )
-from personaevo.simulator.goals import GoalState, ItemStatus, Status, UserGoal, after_agent
+from personaevo.simulator.goals import (
+    BEHAVIOUR_KINDS,
+    GoalState,
+    ItemStatus,
+    Status,
+    UserGoal,
+    after_agent,
+)
 from personaevo.simulator.goals import after_user as _after_user
 from personaevo.simulator.intents import Intent
 from personaevo.simulator.judges import Judge, UserLine
 from personaevo.simulator.profiles import Profile
 from personaevo.simulator.simulator import Session, Simulator
+from personaevo.simulator.verdicts import JudgementCount
 
 
 class ConversationRecord(BaseModel):
@@ -51,6 +62,7 @@ class ConversationRecord(BaseModel):
     stop_reason: str
     alignment: float
     progress: float
+    judgements: JudgementCount = Field(default_factory=JudgementCount)
 
     def state_at(self, statuses: list[str]) -> GoalState:
         return state_from(self.goal, statuses)
@@ -71,6 +83,11 @@ def state_from(goal: UserGoal, statuses: Sequence[str]) -> GoalState:
 
 def _statuses(state: GoalState) -> list[str]:
     return [str(i.status) for i in state.items]
+
+
+def _judged_items(goal: UserGoal) -> list[int]:
+    """Indices of the items a judge is asked about after an agent line (the task kinds)."""
+    return [k for k, (kind, _) in enumerate(goal.items()) if kind not in BEHAVIOUR_KINDS]
 
 
 def user_lines_for_judge(sessions: Sequence[Session], lines: Sequence[str]) -> list[UserLine]:
@@ -97,6 +114,7 @@ def run_conversations(
     the order of ``sessions``."""
     if max_turns < 1:
         raise ValueError(f"max_turns must be >= 1, got {max_turns}")
+    tracked = {id(s): JudgementCount() for s in sessions}
     for session in sessions:
         session.history.append(Turn(role="agent", text=GREETING, statuses=_statuses(session.state)))
     for round_ in range(max_turns):
@@ -108,6 +126,7 @@ def run_conversations(
         checks = judge.user_checks(user_lines_for_judge(active, lines))
         for session, intent, line, check in zip(active, intents, lines, checks, strict=True):
             session.state = _after_user(session.state, check)
+            tracked[id(session)] += check.judgements
             session.history.append(
                 Turn(role="user", text=line, intent=intent, statuses=_statuses(session.state))
             )
@@ -120,6 +139,7 @@ def run_conversations(
         done = judge.agent_checks([(s.goal, r) for s, r in zip(waiting, replies, strict=True)])
         for session, reply, accomplished in zip(waiting, replies, done, strict=True):
             session.state = after_agent(session.state, accomplished)
+            tracked[id(session)].add(accomplished[i] for i in _judged_items(session.goal))
             turn = Turn(role="agent", text=reply, statuses=_statuses(session.state))
             session.history.append(turn)
     records = []
@@ -137,6 +157,7 @@ def run_conversations(
                 stop_reason=session.stop_reason or "turn_budget",
                 alignment=session.state.alignment(),
                 progress=session.state.progress(),
+                judgements=tracked[id(session)],
             )
         )
     return records

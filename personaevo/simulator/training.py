@@ -9,12 +9,17 @@
 3. trains with ``GRPOTrainer``: ``group_size`` completions per prompt, ``prompts_per_step``
    prompts per optimizer step, TRL's ``loss_type`` and KL weight ``beta``, truncated
    completions masked out of the loss (tiny models otherwise learn to pad to the limit),
-   one reward function per reward name, each logged by TRL as ``rewards/NAME/mean``. The
-   prompts come from on-policy rollouts refreshed every ``refresh_every`` steps
+   one reward function per reward name, each logged by TRL as ``rewards/NAME/mean``. Beside
+   it, for a reward that asks the judge, each logged step carries ``judgements/NAME`` (the
+   judge's verdicts since the previous log) and ``unreadable/NAME`` (those neither yes nor
+   no, left out of the reward; see :mod:`personaevo.simulator.rewards`). The prompts come
+   from on-policy rollouts refreshed every ``refresh_every`` steps
    (:mod:`personaevo.simulator.pool`);
 4. writes a checkpoint every ``save_steps`` steps (``OUT/checkpoint-N``) and at the end the
    model to ``OUT/final`` (with ``lora``: the adapter to ``OUT/adapter`` and the merged
-   model to ``OUT/final``) and ``OUT/summary.json`` (reward curves, refresh reports).
+   model to ``OUT/final``) and ``OUT/summary.json`` (reward curves, refresh reports, and
+   ``judgements``: per reward, the judge's verdicts of this run, unreadable ones counted;
+   after a resume, those since the resume).
 
 A run killed midway continues with ``resume=True`` from its last checkpoint (the optimizer,
 scheduler, RNG states and step count are restored by ``transformers``; the prompt pool is
@@ -43,9 +48,10 @@ from personaevo.simulator.goal_files import goals_for_profiles, load_goal_source
 from personaevo.simulator.goals import UserGoal
 from personaevo.simulator.models import check_model_spec
 from personaevo.simulator.profiles import Profile
-from personaevo.simulator.rewards import REWARDS, reward_functions
+from personaevo.simulator.rewards import REWARDS, CountedReward, counted_reward_functions
 from personaevo.simulator.simulator import IntentPlanner, parse_intents
 from personaevo.simulator.sources import load_profiles
+from personaevo.simulator.verdicts import JudgementCount
 
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo")
 CONFIG_FILE = "train_config.json"
@@ -242,7 +248,7 @@ def build_trainer(config: TrainConfig, prepared: Prepared, out: Path):
         return PolicyLLM(live_model, tokenizer, name="policy")
 
     answerer = _LiveAnswerer(holder, tokenizer)
-    funcs = reward_functions(
+    funcs = counted_reward_functions(
         config.rewards, judge, answerer if "qa_consistency" in config.rewards else None
     )
     weights = [config.reward_weights.get(name, 1.0) for name in config.rewards]
@@ -288,7 +294,10 @@ def build_trainer(config: TrainConfig, prepared: Prepared, out: Path):
         args=args,
         train_dataset=pool.dataset(),
         processing_class=tokenizer,
-        callbacks=[refresh_callback(pool, config.refresh_every, make_llm)],
+        callbacks=[
+            refresh_callback(pool, config.refresh_every, make_llm),
+            judgement_log_callback(funcs),
+        ],
         peft_config=peft_config,
     )
     holder["model"] = trainer.model
@@ -316,6 +325,7 @@ class TrainResult(BaseModel):
     seconds: float
     first_rewards: dict[str, float]
     last_rewards: dict[str, float]
+    judgements: dict[str, JudgementCount] = Field(default_factory=dict)  # per reward, this run
 
 
 def train_simulator(
@@ -357,6 +367,7 @@ def train_simulator(
         trainer.save_model(str(final))
     trainer.processing_class.save_pretrained(str(final))
     history = trainer.state.log_history
+    judgements = {f.__name__: f.count for f in trainer.reward_funcs if isinstance(f, CountedReward)}
     summary = {
         "config": config.model_dump(),
         "steps": trainer.state.global_step,
@@ -364,6 +375,7 @@ def train_simulator(
         "resumed_from": str(checkpoint) if checkpoint else None,
         "rewards": reward_curves(history),
         "refreshes": [r.model_dump() for r in pool.reports],
+        "judgements": {name: count.model_dump() for name, count in judgements.items()},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     curves = summary["rewards"]
@@ -375,6 +387,7 @@ def train_simulator(
         seconds=round(seconds, 1),
         first_rewards={k: v[0][1] for k, v in curves.items() if v},
         last_rewards={k: v[-1][1] for k, v in curves.items() if v},
+        judgements=judgements,
     )
 
 
@@ -390,12 +403,42 @@ def _progress_callback(log: Callable[[str], None], names: list[str]):
             for name in names:
                 value = logs.get(f"rewards/{name}/mean")
                 if value is not None:
-                    parts.append(f"{name} {value:.2f}")
+                    unreadable = logs.get(f"unreadable/{name}", 0)
+                    note = f" ({unreadable} unreadable)" if unreadable else ""
+                    parts.append(f"{name} {value:.2f}{note}")
             if logs.get("step_time") is not None:
                 parts.append(f"{logs['step_time']:.1f} s/step")
             log("  ".join(parts))
 
     return Progress()
+
+
+def judgement_log_callback(funcs: list[CountedReward]):
+    """A ``transformers`` callback that adds to each logged training step, per reward that
+    asked the judge since the previous log: ``judgements/NAME`` (its verdicts) and
+    ``unreadable/NAME`` (the unreadable ones among them). It writes them into the step's
+    ``state.log_history`` entry and into ``logs`` (so later callbacks print them)."""
+    from transformers import TrainerCallback
+
+    class JudgementLog(TrainerCallback):
+        def __init__(self) -> None:
+            self.logged = {f.__name__: JudgementCount() for f in funcs}
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not logs or "reward" not in logs:
+                return
+            entry: dict[str, int] = {}
+            for f in funcs:
+                new = f.count - self.logged[f.__name__]
+                self.logged[f.__name__] = f.count
+                if new.judgements:
+                    entry[f"judgements/{f.__name__}"] = new.judgements
+                    entry[f"unreadable/{f.__name__}"] = new.unreadable
+            logs.update(entry)
+            if state.log_history and state.log_history[-1].get("reward") == logs["reward"]:
+                state.log_history[-1].update(entry)
+
+    return JudgementLog()
 
 
 def reward_curves(history: list[dict]) -> dict[str, list[tuple[int, float]]]:
