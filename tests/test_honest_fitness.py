@@ -150,6 +150,17 @@ def test_rare_hits_objective_is_a_share_of_the_rare_combinations(customer_suppor
     assert 0.0 <= flat["reference.rare_hits_tway.3"] <= 1.0
 
 
+def test_complete_set_only_names_are_report_metrics(customer_support, reference):
+    from personaevo.metrics import ScoreReport
+
+    personas = [
+        {"id": i, "traits": t}
+        for i, t in enumerate(customer_support.grid.to_traits(reference.native[:20]))
+    ]
+    flat = score(personas, customer_support, reference=reference, n_probes=200).flat()
+    assert ScoreReport.COMPLETE_SET_ONLY <= flat.keys()
+
+
 def test_min_pairwise_distance_counts_only_for_complete_sets(tiny, sandbox):
     corners = """
 def generate(space, n, rng, llm=None):
@@ -207,3 +218,19 @@ def test_score_uses_the_cpu_budget_per_persona_and_names_the_limit(tmp_path):
     assert evaluations["oversized"]["failure"] == "wrong_count"
     assert evaluations["oversized"]["n_returned"] == 30
     assert "wrong_count" in result.stdout and "returned 30 personas for n=10" in result.stdout
+
+
+def test_export_pool_refuses_oversized_runs_and_records_their_count(customer_support, sandbox):
+    from personaevo.evaluate import generator_space
+    from personaevo.export.pool import sample_pool
+    from personaevo.programs import load_program
+
+    programs = [load_program(uniform_program(2)), load_program(uniform_program(1))]
+    view = generator_space(customer_support, None)
+    pool = sample_pool(
+        programs, view, customer_support, size=60, chunk=30, sandbox=sandbox, rounds=1
+    )
+    oversized, honest = pool.yields
+    assert oversized.pooled == 0 and oversized.failures == {"wrong_count": 1}
+    assert oversized.returned == 60 and "returned 60 personas for n=30" in oversized.messages[0]
+    assert honest.pooled == 30 and not honest.failures

@@ -75,9 +75,9 @@ WORST = -1e9
 def objective_values(evaluation: Evaluation, objectives: list[str]) -> tuple[float, ...]:
     """Fitness values (larger is better) from an evaluation; worst values when it failed.
 
-    An objective in :attr:`ScoreReport.COMPLETE_SET_ONLY` (``min_pairwise_distance``)
-    takes its worst value unless all ``n`` personas asked for are valid: a shorter set
-    would improve it by being short."""
+    An objective in :attr:`ScoreReport.COMPLETE_SET_ONLY` (``min_pairwise_distance``,
+    the KLs, ...) takes its worst value unless all ``n`` personas asked for are valid: a
+    set could improve it by turning personas invalid."""
     report = evaluation.report if evaluation.ok else None
     flat = report.flat() if report is not None else {}
     complete = report is not None and report.n_valid == report.n_personas

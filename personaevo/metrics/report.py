@@ -88,10 +88,22 @@ class ScoreReport(BaseModel):
         "consequential_hits": "higher",
     }
 
-    COMPLETE_SET_ONLY: ClassVar[frozenset[str]] = frozenset({"min_pairwise_distance"})
-    """Metrics that a set with invalid or missing personas improves by being short (two
-    valid personas far apart beat n well spread ones): as objectives they count only for
-    complete sets (see :func:`personaevo.evolution.loop.objective_values`)."""
+    COMPLETE_SET_ONLY: ClassVar[frozenset[str]] = frozenset(
+        {
+            "duplicate_rate",
+            "min_pairwise_distance",
+            "mean_pairwise_distance",
+            "kl_to_uniform",
+            "pairwise_kl",
+            "reference.chamfer_coverage",
+        }
+    )
+    """:meth:`flat` names of metrics that are means or extremes over the *valid* personas,
+    so that turning a persona invalid (or leaving it out) can improve them: two valid
+    personas far apart have a larger minimum distance than n well spread ones, dropping a
+    duplicate lowers the KL, dropping an outlier raises chamfer coverage. As objectives
+    they count only for complete sets, all n personas valid (see
+    :func:`personaevo.evolution.loop.objective_values` and ``docs/metrics.md``)."""
 
     space: str
     space_version: str
