@@ -186,7 +186,7 @@ def one_run(space_name: str, seed: int, args, workdir: Path, log) -> dict:
         "evaluations": evo.evaluations,
         "failures": dict(evo.failures),
         "short": sum(
-            e.n_returned is not None and e.n_returned < e.n for e in evo.cache.values()
+            e.ok and e.n_returned is not None and e.n_returned < e.n for e in evo.cache.values()
         ),
         "seconds": t_evo + t_rs,
     }
@@ -248,7 +248,7 @@ def report(space_name: str, runs: list[dict]) -> None:
             failures[k] = failures.get(k, 0) + v
     print(f"  evaluation failures over runs: {failures or 'none'}")
     short = sum(r["short"] for r in runs)
-    print(f"  evaluations that returned fewer than n (missing ones scored invalid): {short}")
+    print(f"  scored evaluations that returned fewer than n (missing ones invalid): {short}")
 
 
 def main(argv: list[str] | None = None) -> int:
