@@ -15,6 +15,7 @@ from personaevo.cli._common import (
     console,
     llm_config_from_args,
 )
+from personaevo.cli._options import config_from_options, option_name
 from personaevo.cli._types import (
     int_at_least,
     personas_per_run,
@@ -40,7 +41,12 @@ def cmd_evolve(args: argparse.Namespace) -> int:
         llm = llm_config_from_args(args)
         if llm is not None:
             overrides["llm"] = llm
-        config = config.model_validate({**config.model_dump(), **overrides})
+        config = config_from_options(
+            EvolveConfig,
+            {**config.model_dump(), **overrides},
+            {field: option_name(field) for field in overrides},
+            source=args.config,
+        )
     if console.is_terminal:  # a live panel; plain log lines when output is not a terminal
         with Live(console=console, refresh_per_second=4) as live:
             evo, rundir, (space, _) = run_evolution(

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 from rich.table import Table
 
 from personaevo.cli._common import console, write_json
+from personaevo.cli._options import config_from_options, option_name
 from personaevo.cli._types import (
     float_at_least,
     float_in,
@@ -32,8 +34,10 @@ def _weights(value: str | None) -> dict[str, float]:
             out[name] = float(weight)
         except ValueError:
             sep = ""
-        if not sep:
-            raise InputError(f"--reward-weights: expected NAME=WEIGHT, got {item!r}")
+        if not sep or not math.isfinite(out[name]):
+            raise InputError(
+                f"--reward-weights: expected NAME=WEIGHT (a finite number), got {item!r}"
+            )
     return out
 
 
@@ -84,6 +88,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+TRAIN_OPTIONS = {
+    "learning_rate": "--lr",
+    "max_completion_length": "--max-tokens",
+    "max_turns": "--turns",
+}
+"""The ``TrainConfig`` fields whose option is not named after them (``--field-name``)."""
+
+
 def cmd_train_simulator(args: argparse.Namespace) -> int:
     from personaevo.simulator.training import TrainConfig, train_simulator
 
@@ -126,13 +138,16 @@ def cmd_train_simulator(args: argparse.Namespace) -> int:
             "judge": args.judge,
             "seed": args.seed,
         }
-        merged = {**base, **{k: v for k, v in options.items() if v is not None}}
+        given = {k: v for k, v in options.items() if v is not None}
+        merged = {**base, **given}
         if "model" not in merged:
             raise InputError("train-simulator needs --model (a model folder, or 'tiny')")
-        try:
-            config = TrainConfig.model_validate(merged)
-        except ValueError as err:
-            raise InputError(f"train-simulator: {err}") from None
+        config = config_from_options(
+            TrainConfig,
+            merged,
+            {field: TRAIN_OPTIONS.get(field, option_name(field)) for field in given},
+            source=args.config,
+        )
     result = train_simulator(config, resume=bool(args.resume), log=console.print)
     table = Table(title=f"rewards, first vs last logged step ({result.steps} steps)")
     for column in ("reward", "first", "last"):
