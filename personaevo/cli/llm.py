@@ -7,6 +7,7 @@ import argparse
 import time
 
 from personaevo.cli._common import add_llm_options, console, llm_config_from_args
+from personaevo.cli._types import float_at_least, int_at_least, port_number, seed_number
 from personaevo.llm.config import LLMConfig
 
 
@@ -100,9 +101,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     tiny_sub = tiny.add_subparsers(dest="tiny_command", required=True)
     build = tiny_sub.add_parser("build", help="train it from scratch (about a minute on 2 cores)")
     build.add_argument("--out", required=True, help="new (or empty) folder for the model")
-    build.add_argument("--seed", type=int, help="seed of corpus, tokenizer and training (0)")
-    build.add_argument("--steps", type=int, help="optimizer steps")
-    build.add_argument("--conversations", type=int, help="corpus size in conversations")
+    build.add_argument(
+        "--seed", type=seed_number, help="seed of corpus, tokenizer and training (0)"
+    )
+    build.add_argument("--steps", type=int_at_least(1), help="optimizer steps")
+    build.add_argument(
+        "--conversations", type=int_at_least(100), help="corpus size in conversations (>= 100)"
+    )
     build.set_defaults(func=cmd_tiny_build)
     path = tiny_sub.add_parser("path", help="print the cached tiny model's folder (build it)")
     path.set_defaults(func=cmd_tiny_path)
@@ -113,9 +118,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ask.add_argument("text", nargs="+")
     ask.add_argument("--system", help="system turn")
     ask.add_argument("--raw", action="store_true", help="a raw completion (no chat template)")
-    ask.add_argument("--max-tokens", type=int, default=128)
-    ask.add_argument("--temperature", type=float, default=0.0)
-    ask.add_argument("--seed", type=int)
+    ask.add_argument("--max-tokens", type=int_at_least(1), default=128)
+    ask.add_argument("--temperature", type=float_at_least(0.0), default=0.0, help="0: greedy")
+    ask.add_argument("--seed", type=seed_number)
     ask.add_argument("--stop", action="append", help="stop string (repeatable)")
     add_llm_options(ask)
     ask.set_defaults(func=cmd_llm_ask)
@@ -123,7 +128,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "serve", help="serve a backend over the OpenAI HTTP API (default: the tiny model)"
     )
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=port_number, default=8000)
     serve.add_argument("--served-name", help="model name clients use (default: the spec)")
     add_llm_options(serve)
     serve.set_defaults(func=cmd_llm_serve)

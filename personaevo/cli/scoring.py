@@ -7,6 +7,7 @@ from pathlib import Path
 
 from personaevo.assess import AssessmentSummary, check_assessable, make_assessor
 from personaevo.assess.base import measured_rows
+from personaevo.bounds import MAX_PERSONAS_PER_RUN, MAX_PROBES, MAX_WORKERS, MIN_PROBES
 from personaevo.cli._common import (
     add_assess_option,
     add_llm_options,
@@ -16,6 +17,13 @@ from personaevo.cli._common import (
     reference_from_args,
     say,
     write_json,
+)
+from personaevo.cli._types import (
+    personas_per_run,
+    positive_float,
+    probe_count,
+    seed_number,
+    worker_count,
 )
 from personaevo.errors import InputError
 from personaevo.evaluate import evaluate_programs, seed_generator_paths
@@ -164,13 +172,16 @@ def _label(path: Path, programs: list[Path]) -> str:
     return str(path) if same_name else path.stem
 
 
+PROBES_HELP = f"MC coverage probe points ({MIN_PROBES} to {MAX_PROBES:,}; default 10,000)"
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     sp = sub.add_parser("score-personas", help="score a JSONL persona file")
     sp.add_argument("file", metavar="FILE.jsonl")
     sp.add_argument("--space", required=True, help="built-in space name or space file")
     sp.add_argument("--json", metavar="OUT", help="write the full report as JSON")
-    sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--probes", type=int, default=10_000, help="MC coverage probe points")
+    sp.add_argument("--seed", type=seed_number, default=0)
+    sp.add_argument("--probes", type=probe_count, default=10_000, help=PROBES_HELP)
     add_assess_option(sp)
     sp.add_argument(
         "--measured",
@@ -183,7 +194,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     ref = sub.add_parser("reference", help="build a reference population and print its summary")
     ref.add_argument("--space", required=True)
-    ref.add_argument("--seed", type=int, default=0)
+    ref.add_argument("--seed", type=seed_number, default=0)
     add_reference_options(ref)
     ref.set_defaults(func=cmd_reference)
 
@@ -194,18 +205,27 @@ def register(sub: argparse._SubParsersAction) -> None:
         "programs", nargs="*", metavar="PROGRAM.py", help="default: the seed generators"
     )
     sc.add_argument("--space", default="customer_support", help="built-in space name or space file")
-    sc.add_argument("--n", type=int, default=1000, help="personas per program")
-    sc.add_argument("--seed", type=int, default=0)
-    sc.add_argument("--workers", type=int, default=2, help="sandbox workers")
-    sc.add_argument("--timeout", type=float, default=60.0, help="wall-clock seconds per program")
+    sc.add_argument(
+        "--n",
+        type=personas_per_run,
+        default=1000,
+        help=f"personas per program (1 to {MAX_PERSONAS_PER_RUN:,}; default 1000)",
+    )
+    sc.add_argument("--seed", type=seed_number, default=0)
+    sc.add_argument(
+        "--workers", type=worker_count, default=2, help=f"sandbox workers (1 to {MAX_WORKERS})"
+    )
+    sc.add_argument(
+        "--timeout", type=positive_float, default=60.0, help="wall-clock seconds per program"
+    )
     sc.add_argument(
         "--cpu-ms-per-persona",
-        type=float,
+        type=positive_float,
         default=DEFAULT_CPU_MS_PER_PERSONA,
         help="CPU budget per persona asked for, in ms (at least 1 s a program; default "
         f"{DEFAULT_CPU_MS_PER_PERSONA:g}, as evolve)",
     )
-    sc.add_argument("--probes", type=int, default=10_000, help="MC coverage probe points")
+    sc.add_argument("--probes", type=probe_count, default=10_000, help=PROBES_HELP)
     sc.add_argument("--json", metavar="OUT", help="write every evaluation as JSON")
     add_assess_option(sc)
     add_llm_options(sc)

@@ -40,6 +40,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from personaevo.bounds import MAX_SEED
 from personaevo.errors import InputError
 from personaevo.llm import SamplingParams
 from personaevo.personas import write_personas
@@ -99,7 +100,7 @@ class TrainConfig(BaseModel):
     save_steps: int | None = Field(None, ge=1, description="Default: refresh_every.")
     n_per_program: int = Field(20, ge=1, description="Personas per front program (--run).")
     vllm: Literal["auto", "on", "off"] = "auto"
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
 
     @field_validator("loss_type")
     @classmethod
