@@ -46,6 +46,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         n_probes=args.probes,
         assess=args.assess,
         log=say,
+        drop_copies=args.drop_copies,
     )
     say(
         f"exported {summary.exported:,} personas (asked for {summary.requested:,}) to "
@@ -56,6 +57,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         say(
             f"{rare.kind}: {rare.exported:,} of {rare.total:,} reached "
             f"(density-matched sample of the same size: {baseline})"
+        )
+    if summary.copies or summary.copies_dropped:
+        say(
+            f"copies of reference respondents: {summary.copies:,} exported (flagged "
+            f"copy_of_respondent), {summary.copies_dropped:,} dropped"
+            + ("" if summary.copies_dropped else "; --drop-copies leaves them out")
         )
     for note in summary.notes:
         say(f"note: {note}")
@@ -123,4 +130,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "persona's text and export the measured positions, keeping declared_traits",
     )
     ex.add_argument("--force", action="store_true", help="overwrite existing output files")
+    ex.add_argument(
+        "--drop-copies",
+        action="store_true",
+        help="leave out personas that copy a reference respondent (they are flagged anyway)",
+    )
     ex.set_defaults(func=cmd_export)
