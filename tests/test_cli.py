@@ -118,7 +118,9 @@ def test_score_personas_with_reference_map_and_table(tmp_path, tiny):
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     assert report["reference"]["respondents"] == 300
-    assert report["reference"]["plausibility"] == 1.0  # the personas are respondents
+    # the personas are respondents: copies, so they earn nothing (metrics.novelty)
+    assert report["reference"]["copies"] == 30 and report["n_valid"] == 30
+    assert report["reference"]["plausibility"] == 0.0
 
 
 def test_bad_inputs_exit_2(tmp_path):
@@ -172,7 +174,10 @@ def test_score_with_no_program_scores_the_seed_generators():
     assert result.returncode == 0, result.stderr
     for column in ("uniform", "sobol", "pairwise", "stratified_extremes", "density_matched"):
         assert column in result.stdout
-    assert "reference.rare_hits_tway.2" in result.stdout
+    # the summary: the run's objectives as columns, one sentence, 80 columns wide
+    assert "support.3" in result.stdout and "rare.3" in result.stdout
+    assert "Best at n=100: support.3 " in result.stdout
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80
 
 
 def test_default_job_evolves_and_compares_with_the_seeds(tmp_path):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
+from collections import Counter
 from pathlib import Path
 
 from personaevo.assess import AssessmentSummary, check_assessable, make_assessor
@@ -27,13 +29,20 @@ from personaevo.cli._types import (
 )
 from personaevo.errors import InputError
 from personaevo.evaluate import evaluate_programs, seed_generator_paths
+from personaevo.evolution.config import EvolveConfig
 from personaevo.llm.base import LLM
 from personaevo.llm.config import LLMConfig
 from personaevo.metrics import score
 from personaevo.personas import read_persona_records, write_personas
 from personaevo.sandbox import DEFAULT_CPU_MS_PER_PERSONA, SandboxLimits
 from personaevo.spaces import resolve_space
-from personaevo.tables import report_table
+from personaevo.tables import (
+    best_by_objective,
+    counts_text,
+    report_table,
+    short_metric_name,
+    summary_table,
+)
 
 
 def _open_llm(args: argparse.Namespace) -> LLM | None:
@@ -142,7 +151,12 @@ def cmd_score(args: argparse.Namespace) -> int:
     title = f"{space.name}: n={args.n}, seed={args.seed}, reference: {source}"
     if args.assess != "explicit":
         title += f", positions: {args.assess}"
-    console.print(report_table(reports, title=title, status=status))
+    objectives = EvolveConfig().resolved_objectives(reference is not None)
+    if args.wide:
+        console.print(report_table(reports, title=title, status=status))
+    else:
+        console.print(summary_table(reports, objectives, status, title=title))
+    say(textwrap.fill(_verdict(reports, objectives, status, args.n, wide=args.wide), 80))
     for label, e in zip(labels, evaluations, strict=True):
         _print_assessment(label, e.assessment)
         if e.llm_usage is not None and e.llm_usage.calls:
@@ -164,6 +178,21 @@ def cmd_score(args: argparse.Namespace) -> int:
         write_json(args.json, payload)
         console.print(f"evaluations written to {args.json}")
     return 0 if all(e.ok for e in evaluations) else 1
+
+
+def _verdict(
+    reports: dict, objectives: list[str], status: dict[str, str], n: int, wide: bool
+) -> str:
+    """One sentence on what the scores show: who is best on each objective, what failed."""
+    best = best_by_objective(reports, objectives)
+    parts = [f"{short_metric_name(k)} {label} ({value:.3f})" for k, (label, value) in best.items()]
+    text = f"Best at n={n}: " + ("; ".join(parts) if parts else "no program was scored") + "."
+    failed = Counter(s for s in status.values() if s != "ok")
+    if failed:
+        text += f" Failed: {counts_text(failed)}."
+    if not wide:
+        text += " --wide shows every metric; --json FILE writes them."
+    return text
 
 
 def _label(path: Path, programs: list[Path]) -> str:
@@ -227,6 +256,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     sc.add_argument("--probes", type=probe_count, default=10_000, help=PROBES_HELP)
     sc.add_argument("--json", metavar="OUT", help="write every evaluation as JSON")
+    sc.add_argument(
+        "--wide",
+        action="store_true",
+        help="print every metric (a wide table) instead of the summary",
+    )
     add_assess_option(sc)
     add_llm_options(sc)
     add_reference_options(sc)
