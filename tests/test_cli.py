@@ -194,3 +194,18 @@ def test_default_job_evolves_and_compares_with_the_seeds(tmp_path):
         assert column in result.stdout
     (run,) = (tmp_path / "runs").iterdir()
     assert (run / "checkpoint.json").exists() and list((run / "front").iterdir())
+
+
+def test_score_personas_refuses_inputs_that_cannot_help(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    result = run_cli("score-personas", str(empty), "--space", "big_five")
+    assert result.returncode == 2 and "no persona records" in result.stderr
+    wrong_space = tmp_path / "wrong.jsonl"
+    wrong_space.write_text('{"id": 1, "traits": {"unknown axis": 5000}}\n')
+    result = run_cli("score-personas", str(wrong_space), "--space", "big_five")
+    assert result.returncode == 1 and "none of the 1 personas is valid" in result.stdout
+    assert "unknown axis 1" in result.stdout
+    folder = run_cli("score-personas", str(tmp_path), "--space", "big_five")
+    assert folder.returncode == 2 and "is a directory" in folder.stderr
+    assert "Traceback" not in result.stderr + folder.stderr

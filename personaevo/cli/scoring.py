@@ -76,6 +76,8 @@ def cmd_score_personas(args: argparse.Namespace) -> int:
     check_assessable(space, args.assess)
     reference = reference_from_args(args, space)
     records = read_persona_records(args.file)
+    if not records:
+        raise InputError(f"{args.file}: no persona records (the file is empty)")
     llm = _open_llm(args)
     try:
         summary = None
@@ -92,7 +94,7 @@ def cmd_score_personas(args: argparse.Namespace) -> int:
     console.print(report_table({Path(args.file).name: report}, title=title))
     _print_assessment(Path(args.file).name, summary)
     if report.invalid_reasons:
-        console.print(f"invalid personas by reason: {report.invalid_reasons}")
+        say(f"invalid personas by reason: {counts_text(report.invalid_reasons)}")
     if args.json:
         payload = report.model_dump(mode="json")
         if summary is not None:
@@ -101,6 +103,13 @@ def cmd_score_personas(args: argparse.Namespace) -> int:
         console.print(f"report written to {args.json}")
     if args.measured and summary is not None:
         console.print(f"measured personas written to {args.measured}")
+    if report.n_valid == 0:
+        reasons = counts_text(report.invalid_reasons)
+        say(
+            f"error: {args.file}: none of the {report.n_personas} personas is valid in space "
+            f"{space.name!r} ({reasons}); were they written for another space?"
+        )
+        return 1
     return 0
 
 
@@ -123,6 +132,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     reference = reference_from_args(args, space)
     programs = [Path(p) for p in args.programs] or seed_generator_paths(args.assess)
     for path in programs:
+        if path.is_dir():
+            raise InputError(f"{path}: is a directory, not a program file")
         if not path.is_file():
             raise InputError(f"{path}: no such program file")
     limits = SandboxLimits.for_personas(args.n, args.timeout, args.cpu_ms_per_persona)
