@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from _small_run import build_run, shared_run, small_config
 from scipy.spatial import cKDTree
 
@@ -618,6 +619,9 @@ def test_copies_of_respondents_are_flagged_and_can_be_dropped(run, sandbox, tmp_
 
     uniform = next(p for p in seed_generator_paths() if p.stem == "uniform").read_text()
     copy = _run_with_front(run, tmp_path, {"copier": COPIER, "uniform": uniform})
+    # on big_five, whose reference is a real survey (a synthetic one has nobody to copy)
+    config = yaml.safe_load((copy / "config.yaml").read_text())
+    (copy / "config.yaml").write_text(yaml.safe_dump({**config, "space": "big_five"}))
     kept = export_personas(copy, n=60, out=tmp_path / "kept.jsonl", sandbox=sandbox, n_probes=500)
     records = read_records(tmp_path / "kept.jsonl")
     by_program = {}
