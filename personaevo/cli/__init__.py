@@ -14,7 +14,16 @@ import sys
 from personaevo.cli._parser import OneLineErrorParser
 from personaevo.errors import InputError
 
-COMMANDS: tuple[str, ...] = ("spaces", "scoring", "evolve", "llm", "export", "report", "simulator")
+COMMANDS: tuple[str, ...] = (
+    "spaces",
+    "scoring",
+    "evolve",
+    "llm",
+    "export",
+    "report",
+    "simulator",
+    "tau2",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
