@@ -82,7 +82,7 @@ _SHORT = {
     "support_coverage": "support",
     "plausible_rare_hits": "plaus.rare",
     "rare_hits": "rare",
-    "plausibility": "plausible",
+    "plausibility": "plaus",
     "mc_coverage": "mc_cov",
     "tway_coverage": "tway",
     "consequential_plausible_hits": "conseq.pl",

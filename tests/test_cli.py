@@ -190,10 +190,17 @@ def test_default_job_evolves_and_compares_with_the_seeds(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "gen 6/6" in result.stdout
-    for column in ("seed uniform", "seed sobol", "seed pairwise", "best "):
-        assert column in result.stdout
+    # the summary: seeds and evolved front programs against the objectives, one sentence
+    summary = result.stdout[result.stdout.index("program "):]
+    for needle in ("uniform", "sobol", "pairwise", "seed", "support.3", "rare.3", "plaus.3"):
+        assert needle in summary
+    assert "The front holds " in summary and "Every metric: " in summary
     (run,) = (tmp_path / "runs").iterdir()
+    assert max(len(line) for line in summary.splitlines() if "runs/run-" not in line) <= 80
     assert (run / "checkpoint.json").exists() and list((run / "front").iterdir())
+    # the full table is in the run directory, every metric of every row
+    full = (run / "summary.txt").read_text()
+    assert "reference.chamfer_coverage" in full and "mc_coverage" in full
 
 
 def test_score_personas_refuses_inputs_that_cannot_help(tmp_path):

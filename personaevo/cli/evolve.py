@@ -16,6 +16,7 @@ from personaevo.cli._common import (
     llm_config_from_args,
 )
 from personaevo.cli._options import config_from_options, option_name
+from personaevo.cli._summary import print_run_summary
 from personaevo.cli._types import (
     int_at_least,
     personas_per_run,
@@ -23,7 +24,6 @@ from personaevo.cli._types import (
     share,
     worker_count,
 )
-from personaevo.tables import report_table
 
 
 def cmd_evolve(args: argparse.Namespace) -> int:
@@ -54,23 +54,7 @@ def cmd_evolve(args: argparse.Namespace) -> int:
             )
     else:
         evo, rundir, (space, _) = run_evolution(config, resume=bool(args.resume), log=console.print)
-    best = {}
-    for i, name in enumerate(evo.objectives):
-        top = max(evo.front, key=lambda ind, i=i: ind.fitness.values[i])
-        best.setdefault(
-            top.key, (f"best {name.split('.')[-2] if name.count('.') > 1 else name}", top)
-        )
-    columns = {f"seed {s.name}": evo.cache[s.key].report for s in evo.seeds}
-    status = {f"seed {s.name}": evo.cache[s.key].failure or "ok" for s in evo.seeds}
-    for label, ind in best.values():
-        columns[label] = evo.cache[ind.key].report
-        status[label] = ind.name
-    title = (
-        f"{space.name}: front of {len(evo.front)} after {evo.generation} generations vs seeds "
-        f"(n={config.n}, seed={config.seed}); objectives: {', '.join(evo.objectives)}"
-    )
-    console.print(report_table(columns, title=title, status=status))
-    console.print(f"run directory: {rundir.path}  (front programs in {rundir.path / 'front'})")
+    print_run_summary(evo, rundir, space, config, wide=args.wide)
     return 0
 
 
@@ -78,6 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev = sub.add_parser("evolve", help="evolve generator programs (NSGA-II islands on Ray)")
     ev.add_argument("--config", help="run configuration (YAML/JSON)")
     ev.add_argument("--resume", metavar="DIR", help="continue the run in DIR")
+    ev.add_argument("--wide", action="store_true", help="print every metric instead of the summary")
     ev.add_argument("--space")
     ev.add_argument("--reference")
     ev.add_argument("--reference-map", dest="reference_map")
