@@ -78,6 +78,8 @@ class SandboxLimits(BaseModel):
 class FailureKind(StrEnum):
     """Why a run did not produce valid personas (values are stable strings)."""
 
+    UNREADABLE = "unreadable"
+    """The program file cannot be read, or is not UTF-8 text (found before running)."""
     SYNTAX_ERROR = "syntax_error"
     """The source does not parse or compile."""
     CONTRACT_VIOLATION = "contract_violation"
