@@ -650,8 +650,8 @@ def test_closed_sandbox_refuses_work() -> None:
 
 def test_workdir_tmpfs_never_hides_the_project():
     """A checkout under /tmp (CI clones into temporary folders) must stay visible."""
-    from personaevo.sandbox._zygote import _workdir_root
+    from personaevo.sandbox._rootfs import workdir_root
 
-    assert _workdir_root(["/usr/lib/python3", "/work/main"]) == "/tmp"
-    root = _workdir_root(["/tmp/tmp.abc/p/.venv", "/usr/lib"])
+    assert workdir_root(["/usr/lib/python3", "/work/main"]) == "/tmp"
+    root = workdir_root(["/tmp/tmp.abc/p/.venv", "/usr/lib"])
     assert root != "/tmp" and not "/tmp/tmp.abc/p".startswith(root + "/")

@@ -32,7 +32,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from personaevo.sandbox import _linux, _proto
+from personaevo.sandbox import _linux, _proto, _rootfs
 from personaevo.sandbox._child import ChildContext, run_child
 
 
@@ -44,17 +44,6 @@ class _State:
     job_root: str
     remove_job_root: bool
     hello: dict[str, Any] = field(default_factory=dict)
-
-
-def _workdir_root(expose: list[str]) -> str:
-    """Where the private tmpfs of working directories goes: /tmp, unless the project or
-    its interpreter lives below it (a checkout in a temporary folder), which a tmpfs there
-    would hide; then the first existing alternative that hides nothing exposed."""
-    real = [os.path.realpath(p) for p in expose]
-    for root in ("/tmp", "/var/tmp", "/dev/shm", "/run", "/mnt"):
-        if os.path.isdir(root) and not any(p == root or p.startswith(root + "/") for p in real):
-            return root
-    return "/tmp"
 
 
 def _setup(cfg: dict[str, Any], sock: socket.socket) -> _State:
@@ -87,14 +76,14 @@ def _setup(cfg: dict[str, Any], sock: socket.socket) -> _State:
     in_pid_ns = ns.pid and os.getpid() == 1
     mount_ok = False
     job_root = os.path.join(cfg["base_dir"], f"worker-{cfg['slot']}")
-    expose = _needed_paths(cfg["repo_root"])
+    expose = _rootfs.exposed_paths(os.path.join(cfg["repo_root"], "personaevo"))
     if ns.mount and os.readlink("/proc/self/ns/mnt") != cfg["host_mount_ns"]:
-        mask = [cfg["home"]] if ns.user and cfg.get("home") else []  # same uid as the host
-        root = _workdir_root(expose)
+        staging = os.path.join(cfg["base_dir"], f"root-{cfg['slot']}")
         try:
-            notes += _linux.isolate_filesystem(
-                root, int(cfg["workdir_mb"]), in_pid_ns, expose, mask
+            root, more = _rootfs.enter_allow_listed_root(
+                staging, expose, int(cfg["workdir_mb"]), in_pid_ns
             )
+            notes += more
             job_root, mount_ok = root, True
         except OSError as exc:
             notes.append(f"filesystem isolation failed: {exc}")
@@ -131,13 +120,6 @@ def _setup(cfg: dict[str, Any], sock: socket.socket) -> _State:
         "preload_errors": preload_errors,
     }
     return state
-
-
-def _needed_paths(repo_root: str) -> list[str]:
-    """Directories programs must be able to read: the interpreter, its paths, the project."""
-    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, repo_root}
-    paths.update(p for p in sys.path if os.path.isabs(p))
-    return sorted(p for p in paths if p and os.path.isdir(p))
 
 
 def _children() -> list[int]:

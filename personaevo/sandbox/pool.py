@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Literal
 
+from personaevo.program_imports import PROGRAM_MODULES
 from personaevo.programs import ContractError, GeneratorProgram, ast_hash, load_program
 from personaevo.sandbox._classify import classify
 from personaevo.sandbox._leases import (
@@ -53,8 +54,11 @@ DEFAULT_PRELOAD: tuple[str, ...] = (
     "statistics",
     "string",
     "typing",
+    *sorted(m for m in PROGRAM_MODULES if m != "__future__"),
 )
-"""Modules every worker imports once, so programs do not pay for them."""
+"""Modules every worker imports once, so programs do not pay for them: every module a
+program may import is among them, so that none has to be found on disk after the
+worker entered its allow-listed filesystem."""
 
 DEFAULT_UID_BASE = 2_901_000_000
 """As root, a worker runs programs as uid/gid ``DEFAULT_UID_BASE + K``, ``K`` a slot that no
@@ -123,7 +127,6 @@ class Sandbox:
             "workdir_mb": self.limits.workdir_mb,
             "repo_root": REPO_ROOT,
             "host_mount_ns": os.readlink("/proc/self/ns/mnt"),
-            "home": os.path.expanduser("~"),
         }
         self._workers = []
         for index in range(workers):
