@@ -348,7 +348,7 @@ class Worker:
             sel.close()
             for r, _ in pipes:
                 os.close(r)
-        out.result = bytes(result)
+        out.result = result  # no copy: parsed as it is
 
     def _send_kill(self) -> None:
         if self.sock is not None:
