@@ -34,6 +34,7 @@ from typing import Any
 
 from personaevo.sandbox import _linux, _proto, _rootfs
 from personaevo.sandbox._child import ChildContext, run_child
+from personaevo.sandbox._seccomp import CompiledFilter, SyscallFilter
 
 
 @dataclass
@@ -98,12 +99,23 @@ def _setup(cfg: dict[str, Any], sock: socket.socket) -> _State:
     if uid is None and cfg["isolation"] == "auto":
         notes.append("programs run under the host's uid (no root): RLIMIT_NPROC not applied")
 
+    syscall_filter = None
+    if cfg["isolation"] == "auto":
+        syscall_filter, note = _syscall_filter()
+        if note:
+            notes.append(note)
+
     gc.collect()
     gc.freeze()  # children then do not dirty the shared pages of pre-imported objects
     state = _State(
         sock=sock,
         reader=_proto.FrameReader(),
-        child=ChildContext(uid=uid, in_pid_namespace=in_pid_ns, repo_root=cfg["repo_root"]),
+        child=ChildContext(
+            uid=uid,
+            in_pid_namespace=in_pid_ns,
+            repo_root=cfg["repo_root"],
+            syscall_filter=syscall_filter,
+        ),
         job_root=job_root,
         remove_job_root=not mount_ok,
     )
@@ -115,11 +127,40 @@ def _setup(cfg: dict[str, Any], sock: socket.socket) -> _State:
             "ipc": ns.ipc,
             "user_namespace": ns.user,
             "uid": uid,
+            "syscall_filter": syscall_filter is not None,
             "notes": notes,
         },
         "preload_errors": preload_errors,
     }
     return state
+
+
+def _syscall_filter() -> tuple[CompiledFilter | None, str]:
+    """The compiled syscall filter, checked in a throw-away child: the kernel must accept
+    it and refuse what it refuses. (None, why) when libseccomp or the kernel will not."""
+    try:
+        compiled = SyscallFilter().compile()
+    except OSError as exc:
+        return None, f"no syscall filter: {exc}"
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            _linux.prctl(_linux.PR_SET_NO_NEW_PRIVS, 1)
+            compiled.install()
+            try:
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM).close()
+                code = 2  # installed but not enforced
+            except PermissionError:
+                code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        why = "not enforced" if code == 2 else "refused by the kernel"
+        return None, f"no syscall filter: seccomp {why} (probe exit {code})"
+    return compiled, ""
 
 
 def _children() -> list[int]:

@@ -136,6 +136,8 @@ class Isolation(BaseModel):
     """Namespaces were created through an unprivileged user namespace (not root)."""
     uid: int | None = None
     """Unprivileged uid the program runs as, or None when it keeps the host's uid."""
+    syscall_filter: bool = False
+    """A seccomp filter (libseccomp) refuses the syscalls a generator never needs."""
     notes: list[str] = Field(default_factory=list)
 
 
