@@ -18,6 +18,7 @@ whose actor dies, is retried once on a fresh actor, then recorded as failed with
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -34,10 +35,14 @@ from personaevo.llm.base import LLM, Message, ProgramLLM, SamplingParams
 from personaevo.llm.config import LLMConfig
 from personaevo.programs import GeneratorProgram
 from personaevo.reference import ReferencePopulation
-from personaevo.sandbox import Sandbox, SandboxLimits
+from personaevo.sandbox import Sandbox, SandboxLimits, sweep_abandoned_directories
 from personaevo.spaces import TraitSpace
 
 HUNG_MARGIN_SECONDS = 30.0
+CLOSE_ACTOR_SECONDS = 30.0
+"""How long ``close`` waits for the actors to close their sandboxes."""
+CLOSE_LOST_ACTOR_SECONDS = 2.0
+"""How long a hung or dead actor gets to close its sandbox before it is replaced."""
 PIPELINE_DEPTH = 2
 
 
@@ -121,6 +126,13 @@ class _Actor:
 
     def pid(self) -> int:
         return os.getpid()
+
+    def close(self) -> None:
+        """Stop the sandbox and remove its temporary files (before the actor is killed:
+        ``ray.kill`` skips finalizers)."""
+        self.sandbox.close()
+        if self.llm is not None:
+            self.llm.close()
 
 
 @dataclass
@@ -293,13 +305,25 @@ class RayEvaluator:
         return done
 
     def _replace(self, slot: int) -> None:
-        ray.kill(self._actors[slot], no_restart=True)
+        _close_then_kill([self._actors[slot]], CLOSE_LOST_ACTOR_SECONDS)
         self._actors[slot] = self._new_actor()
         self.restarts += 1
 
     def close(self) -> None:
-        for actor in self._actors:
-            ray.kill(actor, no_restart=True)
+        _close_then_kill(self._actors, CLOSE_ACTOR_SECONDS)
         self._actors = []
         if self._started_ray:
             ray.shutdown()
+        sweep_abandoned_directories()  # what an actor that could not close left behind
+
+
+def _close_then_kill(actors: list, timeout: float) -> None:
+    """Ask each actor to close its sandbox (in parallel), then kill it. An actor that is
+    dead or busy past ``timeout`` is killed anyway; the directory its sandbox leaves is
+    removed by the next sweep (its owner lock dies with it)."""
+    pending = [actor.close.remote() for actor in actors]
+    if pending:
+        with contextlib.suppress(ray.exceptions.RayError, ray.exceptions.GetTimeoutError):
+            ray.wait(pending, num_returns=len(pending), timeout=timeout)
+    for actor in actors:
+        ray.kill(actor, no_restart=True)

@@ -32,7 +32,7 @@ from personaevo.evolution.evaluator import RayEvaluator
 from personaevo.evolution.loop import Evolution, Individual
 from personaevo.llm.base import LLM, Usage
 from personaevo.operators.llm import LLMMutation
-from personaevo.programs import load_program
+from personaevo.programs import ContractError, GeneratorProgram, load_program
 from personaevo.reference import ReferencePopulation
 from personaevo.spaces import resolve_space
 
@@ -208,7 +208,7 @@ def run_evolution(
         reference = None
     objectives = config.resolved_objectives(reference is not None)
     seeds = [Path(p) for p in config.seeds] or seed_generator_paths(config.assess)
-    programs = [load_program(p) for p in seeds]
+    programs = [_load_seed(p) for p in seeds]
     evaluator = RayEvaluator.from_config(config, space, reference)
     model, owned = _driver_llm(config, llm)
     operator = None
@@ -251,6 +251,18 @@ def run_evolution(
         if owned and model is not None:
             model.close()
     return evo, rundir, [space, reference]
+
+
+def _load_seed(path: Path) -> GeneratorProgram:
+    """A seed program, or an :class:`InputError` in one line before the run starts."""
+    try:
+        return load_program(path)
+    except ContractError as err:
+        first = err.problems[0]
+        more = f" (and {len(err.problems) - 1} more)" if len(err.problems) > 1 else ""
+        raise InputError(
+            f"seed {path}: {err.kind.replace('_', ' ')}: {first}{more}".replace("\n", " ")
+        ) from None
 
 
 def _progress_line(evo: Evolution, config: EvolveConfig, started: float) -> str:
