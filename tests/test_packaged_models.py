@@ -12,6 +12,7 @@ import importlib.util
 import json
 import re
 import shutil
+import threading
 import time
 import tomllib
 from pathlib import Path
@@ -267,10 +268,23 @@ def test_the_cache_converts_once_reuses_and_rebuilds_a_broken_folder(monkeypatch
     target.parent.mkdir()
     leftover = target.parent / f".{target.name}.dead1234"
     leftover.mkdir()
+    found: list[Path] = []
+    waits: list[str] = []
+    threads = [
+        threading.Thread(
+            target=lambda: found.append(packaged_model_path("smollm2", log=waits.append))
+        )
+        for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert found == [target] * 4 and len(conversions) == 1 and not leftover.exists()
+    assert all(
+        line == f"waiting for another process converting smollm2 into {target}" for line in waits
+    )
     lines: list[str] = []
-
-    assert packaged_model_path("smollm2", log=lines.append) == target
-    assert len(conversions) == 1 and not leftover.exists() and lines == []
     assert packaged_model_path("smollm2", log=lines.append) == target
     assert len(conversions) == 1
     (target / "model.safetensors").write_bytes(b"x")
