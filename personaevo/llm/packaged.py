@@ -132,7 +132,7 @@ class PackagedModel:
     parameters_millions: float = 0.0
     gguf_megabytes: float = 0.0
     folder_megabytes: float = 0.0  # the float32 folder
-    conversion_seconds: float = 0.0  # measured on 2 busy CPU cores
+    conversion_seconds: float = 0.0  # typical on 2 shared CPU cores (load average 4 to 8)
     note: str = ""
 
 
@@ -157,7 +157,7 @@ PACKAGED_MODELS: dict[str, PackagedModel] = {
             parameters_millions=134.5,
             gguf_megabytes=98.4,
             folder_megabytes=542.0,
-            conversion_seconds=50.0,
+            conversion_seconds=40.0,
             note="instruction-tuned; ChatML template from the GGUF (default system turn)",
         ),
         PackagedModel(
@@ -181,7 +181,7 @@ PACKAGED_MODELS: dict[str, PackagedModel] = {
             parameters_millions=268.1,
             gguf_megabytes=253.0,
             folder_megabytes=1106.0,
-            conversion_seconds=180.0,
+            conversion_seconds=120.0,
             note="pretrained base model (not instruction-tuned); Gemma turn format supplied",
         ),
     )
