@@ -75,7 +75,8 @@ def add_llm_options(parser: argparse.ArgumentParser) -> None:
         "--llm",
         dest="llm_spec",
         metavar="SPEC",
-        help="tiny | transformers:PATH | openai:URL | vllm:PATH | replay:FILE.jsonl",
+        help="tiny | smollm2 | gemma3-270m | transformers:PATH | openai:URL | vllm:PATH | "
+        "replay:FILE.jsonl",
     )
     group.add_argument(
         "--llm-model", metavar="NAME", help="served model name (openai:URL backends)"

@@ -142,7 +142,7 @@ def cmd_train_simulator(args: argparse.Namespace) -> int:
         given = {k: v for k, v in options.items() if v is not None}
         merged = {**base, **given}
         if "model" not in merged:
-            raise InputError("train-simulator needs --model (a model folder, or 'tiny')")
+            raise InputError("train-simulator needs --model (a model folder, 'tiny' or 'smollm2')")
         config = config_from_options(
             TrainConfig,
             merged,
@@ -242,14 +242,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     sim = sub.add_parser(
         "simulate", help="play conversations between a user simulator and an agent"
     )
-    sim.add_argument("--model", default="tiny", help="tiny, a model folder or a backend spec")
+    sim.add_argument(
+        "--model", default="tiny", help="tiny, smollm2, a model folder or a backend spec"
+    )
     _source_options(sim)
     _conversation_options(sim, conversations=8)
     sim.add_argument("--out", default="rollouts.jsonl", help="JSONL file of conversations")
     sim.set_defaults(func=cmd_simulate)
 
     tr = sub.add_parser("train-simulator", help="train a user simulator with GRPO (TRL)")
-    tr.add_argument("--model", help="model folder to start from, or 'tiny'")
+    tr.add_argument("--model", help="model folder to start from, 'tiny' or 'smollm2'")
     _source_options(tr)
     tr.add_argument("--config", help="training configuration (JSON, TrainConfig fields)")
     tr.add_argument("--resume", metavar="DIR", help="continue the training run in DIR")
