@@ -12,6 +12,7 @@ import re
 from types import SimpleNamespace
 
 import pytest
+from _personas import RETAIL
 
 from personaevo.llm import ScriptedLLM
 from personaevo.personas import Persona
@@ -42,18 +43,6 @@ from personaevo.simulator.rewards import REWARDS, CountedReward, counted_reward_
 from personaevo.simulator.rollout import turn_prompts
 from personaevo.simulator.verdicts import JudgementCount, Verdict
 
-RETAIL = {
-    "domain": "retail",
-    "patience": "low",
-    "verbosity": "terse",
-    "tech_literacy": "low",
-    "emotional_state": "frustrated",
-    "goal_clarity": "clear",
-    "language_proficiency": "native",
-    "accessibility_needs": "none",
-    "trust_in_automation": "neutral",
-    "age_band": "35-44",
-}
 LIE = "I'm 99 years old."
 GIBBERISH = "Blorp zint quazzle."
 HONEST = "I want a refund for it, please."

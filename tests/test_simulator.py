@@ -8,6 +8,7 @@ import re
 
 import numpy as np
 import pytest
+from _personas import RETAIL
 
 from personaevo.errors import FileFieldsError, InputError
 from personaevo.llm import ScriptedLLM
@@ -45,19 +46,6 @@ from personaevo.simulator.rewards import REWARDS
 from personaevo.simulator.rollout import turn_prompts
 from personaevo.simulator.sources import load_personas
 from personaevo.simulator.verdicts import Verdict
-
-RETAIL = {
-    "domain": "retail",
-    "patience": "low",
-    "verbosity": "terse",
-    "tech_literacy": "low",
-    "emotional_state": "frustrated",
-    "goal_clarity": "clear",
-    "language_proficiency": "native",
-    "accessibility_needs": "none",
-    "trust_in_automation": "neutral",
-    "age_band": "35-44",
-}
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import openai
 import pytest
+from _personas import RETAIL
 
 from personaevo.cli import main
 from personaevo.errors import FileFieldsError, InputError
@@ -109,18 +110,6 @@ GUIDELINES = (
     "'###STOP###' token to end the conversation."
 )
 GREETING = "Hi! How can I help you today?"
-RETAIL_TRAITS = {
-    "domain": "retail",
-    "patience": "low",
-    "verbosity": "terse",
-    "tech_literacy": "low",
-    "emotional_state": "frustrated",
-    "goal_clarity": "clear",
-    "language_proficiency": "native",
-    "accessibility_needs": "none",
-    "trust_in_automation": "neutral",
-    "age_band": "35-44",
-}
 
 
 def system_prompt(scenario: Tau2UserScenario) -> str:
@@ -136,7 +125,7 @@ def write(path: Path, data) -> Path:
 @pytest.fixture(scope="module")
 def profiles(customer_support):
     personas = [
-        Persona(id=f"p{i}", traits=RETAIL_TRAITS, description=f"Shopper {i}; hates waiting.")
+        Persona(id=f"p{i}", traits=RETAIL, description=f"Shopper {i}; hates waiting.")
         for i in range(3)
     ]
     return [profile_from_persona(p, customer_support, seed=0) for p in personas]
@@ -151,7 +140,7 @@ def own_pairs(profiles):
 @pytest.fixture
 def persona_file(tmp_path) -> Path:
     path = tmp_path / "personas.jsonl"
-    rows = [{"id": f"p{i}", "traits": RETAIL_TRAITS} for i in range(3)]
+    rows = [{"id": f"p{i}", "traits": RETAIL} for i in range(3)]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 

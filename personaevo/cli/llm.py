@@ -118,13 +118,7 @@ def cmd_llm_serve(args: argparse.Namespace) -> int:
         f"(use --llm openai:{server.url} --llm-model {name!r}); Ctrl-C stops",
         highlight=False,
     )
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.httpd.server_close()
-        llm.close()
+    server.serve_until_interrupted()
     return 0
 
 

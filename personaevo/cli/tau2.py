@@ -91,13 +91,7 @@ def cmd_serve_simulator(args: argparse.Namespace) -> int:
         f"--user-llm-args '{user_args}'",
         flush=True,
     )
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.httpd.server_close()
-        llm.close()
+    server.serve_until_interrupted()
     return 0
 
 

@@ -68,6 +68,16 @@ class OpenAIServer:
     def serve_forever(self) -> None:
         self.httpd.serve_forever()
 
+    def serve_until_interrupted(self) -> None:
+        """Serve in this thread until Ctrl-C, then close the socket and the model."""
+        try:
+            self.httpd.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.httpd.server_close()
+            self.llm.close()
+
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
