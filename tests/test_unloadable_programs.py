@@ -118,6 +118,7 @@ def test_a_killed_owner_leaves_a_directory_the_next_sandbox_removes(tmp_path: Pa
 
 def test_ray_actors_close_their_sandboxes() -> None:
     from personaevo.evolution import RayEvaluator
+    from personaevo.evolution.evaluator import _close_then_kill
     from personaevo.spaces import load_space
 
     before = _own_dirs()
@@ -126,7 +127,9 @@ def test_ray_actors_close_their_sandboxes() -> None:
     try:
         during = _own_dirs() - before
         assert len(during) >= 2  # one per actor (others' runs may add theirs)
+        _close_then_kill(evaluator._actors, 30.0)  # what close() does, before its sweep
+        evaluator._actors = []
+        left = [p for p in during if os.path.exists(p)]
+        assert all(not _abandoned(p) for p in left), left  # only live owners' (other runs)
     finally:
         evaluator.close()
-    left = [p for p in during if os.path.exists(p)]
-    assert all(not _abandoned(p) for p in left), left  # only live owners' (other runs)
