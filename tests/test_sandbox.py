@@ -256,7 +256,10 @@ def test_non_json_values_are_invalid(sandbox: Sandbox, name: str, space: dict, n
 
 
 def test_output_too_large(any_sandbox: Sandbox) -> None:
-    result = any_sandbox.run(hostile("output_flood"), SPACE, 1, 0)
+    # building 5 MB of personas takes over 2 s of CPU on a loaded 2-core VM: this test is
+    # about the output limit, so the clock gets room
+    roomy = LIMITS.model_copy(update={"wall_seconds": 10.0, "cpu_seconds": 10.0})
+    result = any_sandbox.run(hostile("output_flood"), SPACE, 1, 0, limits=roomy)
     assert result.failure is FailureKind.OUTPUT_TOO_LARGE
     assert_usable(any_sandbox)
 
