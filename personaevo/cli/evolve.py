@@ -14,25 +14,47 @@ from personaevo.cli._common import (
     console,
     llm_config_from_args,
 )
+from personaevo.errors import InputError
 from personaevo.tables import report_table
 
 
 def cmd_evolve(args: argparse.Namespace) -> int:
     from personaevo.evolution import EvolveConfig, run_evolution
 
+    overrides = {
+        key: value
+        for key, value in vars(args).items()
+        if key in EvolveConfig.model_fields and value not in (None, [])
+    }
+    llm = llm_config_from_args(args)
+    if llm is not None:
+        overrides["llm"] = llm
     if args.resume:
-        config = EvolveConfig.load(Path(args.resume) / "config.yaml")
+        # The run directory is the run: its config.yaml, with the flags given as requested
+        # changes (run_evolution refuses those that would change the result).
+        root = Path(args.resume)
+        if args.config:
+            raise InputError(
+                f"--config with --resume: the run's own {root / 'config.yaml'} is its "
+                f"configuration; give changes (--generations, --workers, --address) as flags"
+            )
+        if "out" in overrides and Path(overrides["out"]).resolve() != root.resolve():
+            raise InputError(
+                f"--out {overrides['out']} with --resume {root}: a resumed run writes only to "
+                f"its own directory; copy the directory there first and resume the copy"
+            )
+        if not (root / "config.yaml").is_file():
+            raise InputError(
+                f"{root}: no such run directory"
+                if not root.is_dir()
+                else f"{root}: no config.yaml: not a run directory made by personaevo evolve"
+            )
+        config = EvolveConfig.load_run(root)
     else:
         config = EvolveConfig.load(args.config) if args.config else EvolveConfig()
-        overrides = {
-            key: value
-            for key, value in vars(args).items()
-            if key in EvolveConfig.model_fields and value not in (None, [])
-        }
-        llm = llm_config_from_args(args)
-        if llm is not None:
-            overrides["llm"] = llm
-        config = config.model_validate({**config.model_dump(), **overrides})
+    config = config.model_validate({**config.model_dump(), **overrides})
+    if args.resume:
+        config = config.model_copy(update={"out": str(Path(args.resume))})
     if console.is_terminal:  # a live panel; plain log lines when output is not a terminal
         with Live(console=console, refresh_per_second=4) as live:
             evo, rundir, (space, _) = run_evolution(
