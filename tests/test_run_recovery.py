@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
+from _run_state import run_state as state
 from _small_run import small_config
 
 from personaevo.errors import InputError
@@ -36,7 +37,6 @@ from personaevo.spaces import resolve_space
 
 GENERATIONS = 3
 STAGES = ("evaluations", "logbook", "front", "previous", "checkpoint")
-VOLATILE = {"time", "run_seconds", "seconds"}
 
 
 class KilledError(Exception):
@@ -83,16 +83,23 @@ class SandboxEvaluator:
 
 
 def session(
-    path: Path, box: Sandbox, die_at=None, kill_stage: str | None = None, monkeypatch=None
+    path: Path,
+    box: Sandbox,
+    die_at=None,
+    kill_stage: str | None = None,
+    monkeypatch=None,
+    generations: int = GENERATIONS,
 ) -> SandboxEvaluator:
-    """Start (or resume) the run in ``path`` and run it to the end, or to the kill."""
+    """Start (or resume, to ``generations``) the run in ``path`` and run it to the end,
+    or to the kill."""
     rundir = RunDirectory(path)
     recovered = None
     if (path / "config.yaml").exists():
         recovered = recover_run(path)
-        config = recovered.config
+        wanted = recovered.config.model_copy(update={"generations": generations})
+        config, _ = resume_changes(recovered.config, wanted, recovered.generation)
     else:
-        config = small_config(path, generations=GENERATIONS)
+        config = small_config(path, generations=generations)
     evaluator = SandboxEvaluator(box, config, rundir, die_at)
     objectives = config.resolved_objectives(evaluator.reference is not None)
     programs = _seed_programs(config, recovered)
@@ -120,31 +127,6 @@ def session(
         if monkeypatch is not None:
             monkeypatch.undo()
     return evaluator
-
-
-def _strip(value):
-    if isinstance(value, dict):
-        return {k: _strip(v) for k, v in value.items() if k not in VOLATILE}
-    if isinstance(value, list):
-        return [_strip(v) for v in value]
-    return value
-
-
-def _jsonl(path: Path) -> list:
-    return [_strip(json.loads(line)) for line in path.read_text().splitlines()]
-
-
-def state(path: Path) -> dict:
-    """Everything a finished run holds, but timings."""
-    return {
-        "checkpoint": _strip(json.loads((path / "checkpoint.json").read_text())),
-        "evaluations": _jsonl(path / "evaluations.jsonl"),
-        "logbook": _jsonl(path / "logbook.jsonl"),
-        "journal": (path / "journal.jsonl").read_text(),
-        "front": {p.name: p.read_bytes() for p in sorted((path / "front").glob("*.py"))},
-        "programs": {p.name: p.read_bytes() for p in sorted((path / "programs").iterdir())},
-        "llm_usage": _strip(json.loads((path / "llm_usage.json").read_text())),
-    }
 
 
 @pytest.fixture(scope="module")
@@ -199,6 +181,15 @@ def test_a_kill_before_the_first_checkpoint_resumes_from_the_seeds(box, referenc
     resumed = session(path, box)
     assert state(path) == reference[0]
     assert first.evaluated + resumed.evaluated == reference[1]
+
+
+def test_a_finished_run_extended_ends_as_the_longer_uninterrupted_one(box, reference, tmp_path):
+    path = tmp_path / "run"
+    first = session(path, box, generations=2)
+    assert json.loads((path / "checkpoint.json").read_text())["generation"] == 2
+    extended = session(path, box, generations=GENERATIONS)
+    assert state(path) == reference[0]
+    assert first.evaluated + extended.evaluated == reference[1]
 
 
 def test_torn_last_lines_are_cut_back_and_reported(box, reference, tmp_path):

@@ -49,8 +49,9 @@ def connect(address: str | None, workers: int) -> bool:
         ray.init(address="local", num_cpus=workers, **options)
         return True
     source = token_source()
-    if os.environ.get(AUTH_MODE_ENV) is None and source is not None:
-        os.environ[AUTH_MODE_ENV] = "token"
+    mode = os.environ.get(AUTH_MODE_ENV)
+    if mode == "token" or (mode is None and source is not None):
+        _enable_token_auth()
     try:
         ray.init(address=address, **options)
     except Exception as err:  # Ray raises several kinds; only the message tells them apart
@@ -58,9 +59,24 @@ def connect(address: str | None, workers: int) -> bool:
     return True
 
 
+def _enable_token_auth() -> None:
+    """``RAY_AUTH_MODE=token`` for this process and its children. Ray reads its
+    configuration when it is imported, so the cached copy is refreshed too (what
+    ``ray start`` does when it finds a token), also when the variable was set after
+    the import."""
+    os.environ[AUTH_MODE_ENV] = "token"
+    from ray._raylet import Config
+
+    Config.initialize("")
+
+
 def _join_failure(address: str, err: Exception, source: str | None) -> str:
     text = f"{type(err).__name__}: {err}".replace("\n", " ")
-    if "auth" in text.lower() or "token" in text.lower():
+    causes, cause = [], err
+    while cause is not None and len(causes) < 5:
+        causes.append(f"{type(cause).__name__}: {cause}")
+        cause = cause.__cause__ or cause.__context__
+    if any("auth" in c.lower() or "token" in c.lower() for c in causes):
         held = f"the token from {source}" if source else "no token"
         return (
             f"--address {address}: the cluster refused this driver ({held}): it uses token "

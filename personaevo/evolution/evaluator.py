@@ -44,7 +44,7 @@ from personaevo.spaces import TraitSpace
 
 HUNG_MARGIN_SECONDS = 30.0
 PIPELINE_DEPTH = 2
-PLACEMENT_GRACE_SECONDS = 10.0  # a replacement not answering by then: the pool shrinks
+PLACEMENT_GRACE_SECONDS = 5.0  # a worker not placed by then, on a cluster too small: say so
 MAX_FAILED_STARTS = 3  # replacements that died starting, in a row, before a slot is dropped
 
 
@@ -242,7 +242,8 @@ class RayEvaluator:
                     slot.ping = None
             waited = time.monotonic() - now
             some = any(slot.ready for slot in self._slots)
-            if some and waited > self.placement_grace:
+            short = waited > self.placement_grace and self._cluster_cpus() < self.workers
+            if some and (short or waited > self.deadline):
                 self._watch_placement(time.monotonic())
                 return
             if not some and waited > self.deadline:
@@ -263,6 +264,13 @@ class RayEvaluator:
         self.pool_messages.append(message)
         if self.log is not None:
             self.log(message)
+
+    def _cluster_cpus(self) -> float:
+        """The CPUs of the cluster's live nodes."""
+        try:
+            return float(ray.cluster_resources().get("CPU", 0.0))
+        except Exception:  # only for deciding when to say the pool is short
+            return float("inf")
 
     def _free_cpus(self) -> float:
         try:
@@ -318,18 +326,19 @@ class RayEvaluator:
             )
         if grew:
             self._say(f"evaluation pool: back to {self.ready_workers} of {self.workers} workers")
-        late = [
-            s
-            for s in self._slots
-            if not s.ready and not s.reported_missing and now - s.since > self.placement_grace
-        ]
-        if late:
+        waiting = [s for s in self._slots if not s.ready and not s.reported_missing]
+        late = [s for s in waiting if now - s.since > self.placement_grace]
+        if late and any(now - s.since > self.deadline for s in late):
+            short = True  # the cluster says it has room, but they do not start
+        else:
+            short = bool(late) and self._cluster_cpus() < self.workers
+        if short:
             for slot in late:
                 slot.reported_missing = True
             self._say(
-                f"evaluation pool: {self.ready_workers} of {self.workers} workers: the "
-                f"cluster has no room for {len(late)} more yet (each needs 1 CPU; "
-                f"{self._free_cpus():g} CPUs free); continuing with "
+                f"evaluation pool: {self.ready_workers} of {self.workers} workers: "
+                f"{len(late)} cannot be placed yet (each needs 1 CPU; the cluster has "
+                f"{self._cluster_cpus():g}, {self._free_cpus():g} free); continuing with "
                 f"{self.ready_workers}, and growing back when a node joins"
             )
 
