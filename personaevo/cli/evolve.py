@@ -78,6 +78,8 @@ def cmd_evolve(args: argparse.Namespace) -> int:
         f"(n={config.n}, seed={config.seed}); objectives: {', '.join(evo.objectives)}"
     )
     console.print(report_table(columns, title=title, status=status))
+    kept = f", {evo.kept} kept from before an interruption" if evo.kept else ""
+    console.print(f"this session: {evo.evaluated_here} evaluations run{kept}")
     console.print(f"run directory: {rundir.path}  (front programs in {rundir.path / 'front'})")
     return 0
 

@@ -209,8 +209,6 @@ def run_evolution(
             log(f"resumed {rundir.path} after generation {evo.generation}")
         started = recovered is None or recovered.checkpoint is None
         advance(evo, rundir, config, programs if started else None, log)
-        kept = f", {evo.kept} kept from before the interruption" if evo.kept else ""
-        log(f"this session: {evo.evaluated_here} evaluations run{kept}")
     finally:
         evaluator.close()
         if owned and model is not None:
