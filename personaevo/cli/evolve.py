@@ -57,9 +57,15 @@ def cmd_evolve(args: argparse.Namespace) -> int:
         config = config.model_copy(update={"out": str(Path(args.resume))})
     if console.is_terminal:  # a live panel; plain log lines when output is not a terminal
         with Live(console=console, refresh_per_second=4) as live:
-            evo, rundir, (space, _) = run_evolution(
-                config, resume=bool(args.resume), log=lambda line: live.update(Panel(line))
-            )
+
+            def show(line: str) -> None:
+                # progress replaces the panel; repairs and pool changes stay above it
+                if line.startswith("gen "):
+                    live.update(Panel(line))
+                else:
+                    live.console.print(line)
+
+            evo, rundir, (space, _) = run_evolution(config, resume=bool(args.resume), log=show)
     else:
         evo, rundir, (space, _) = run_evolution(config, resume=bool(args.resume), log=console.print)
     best = {}
