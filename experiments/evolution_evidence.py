@@ -185,8 +185,12 @@ def one_run(space_name: str, seed: int, args, workdir: Path, log) -> dict:
         "front_size": len(evo.front),
         "evaluations": evo.evaluations,
         "failures": dict(evo.failures),
+        "copying": sum(
+            bool(e.report and e.report.reference and e.report.reference.copies)
+            for e in evo.cache.values()
+        ),
         "short": sum(
-            e.n_returned is not None and e.n_returned < e.n for e in evo.cache.values()
+            e.ok and e.n_returned is not None and e.n_returned < e.n for e in evo.cache.values()
         ),
         "seconds": t_evo + t_rs,
     }
@@ -247,8 +251,10 @@ def report(space_name: str, runs: list[dict]) -> None:
         for k, v in r["failures"].items():
             failures[k] = failures.get(k, 0) + v
     print(f"  evaluation failures over runs: {failures or 'none'}")
+    copying = sum(r["copying"] for r in runs)
+    print(f"  evaluations with personas that copy a respondent (not scored): {copying}")
     short = sum(r["short"] for r in runs)
-    print(f"  evaluations that returned fewer than n (missing ones scored invalid): {short}")
+    print(f"  scored evaluations that returned fewer than n (missing ones invalid): {short}")
 
 
 def main(argv: list[str] | None = None) -> int:

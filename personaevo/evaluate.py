@@ -20,7 +20,7 @@ from personaevo.assess import AssessmentSummary, Assessor, check_assessable, mak
 from personaevo.llm.base import LLM, Message, ProgramLLM, SamplingParams, Usage
 from personaevo.metrics import ScoreReport, score
 from personaevo.personas import Malformed, Missing, check_personas
-from personaevo.programs import GeneratorProgram, load_program
+from personaevo.programs import ContractError, GeneratorProgram, load_program
 from personaevo.reference import ReferencePopulation
 from personaevo.sandbox import FailureKind, Job, RunResult, Sandbox, SandboxLimits
 from personaevo.spaces import TraitSpace
@@ -194,7 +194,8 @@ def evaluate_programs(
 ) -> list[Evaluation]:
     """Run and score programs (paths, sources or loaded programs), in order.
 
-    A program that fails the static contract check is reported as such without running.
+    A program that cannot be loaded (unreadable, a syntax error, the static contract
+    check) is reported with that failure kind without running; the others still run.
     Runs go through ``sandbox`` (or a temporary one with ``workers`` workers). With
     ``llm``, each program gets it as ``llm`` (a :class:`ProgramLLM` with ``sampling``, else
     the client's ``default_params``, as its defaults, through the sandbox's proxy) and
@@ -211,9 +212,10 @@ def evaluate_programs(
         assessor = make_assessor(assess, llm=llm)
     else:
         assessor = assess
-    loaded = [p if isinstance(p, GeneratorProgram) else load_program(p) for p in programs]
+    loaded = [_load(p, n, seed) for p in programs]
+    runnable = [p for p in loaded if isinstance(p, GeneratorProgram)]
     view = generator_space(space, reference, seed=seed)
-    metered = [MeteredLLM(llm) if llm is not None else None for _ in loaded]
+    metered = [MeteredLLM(llm) if llm is not None else None for _ in runnable]
     jobs = [
         Job(
             program=p,
@@ -223,20 +225,51 @@ def evaluate_programs(
             limits=limits,
             llm=ProgramLLM(m, sampling or llm.default_params) if m is not None else None,
         )
-        for p, m in zip(loaded, metered, strict=True)
+        for p, m in zip(runnable, metered, strict=True)
     ]
     limits = limits or SandboxLimits.for_personas(n, DEFAULT_WALL_SECONDS)
-    if sandbox is None:
+    results: list[RunResult] = []
+    if jobs and sandbox is None:
         with Sandbox(workers=workers, limits=limits) as own:
             results = own.map(jobs)
-    else:
+    elif jobs:
         results = sandbox.map(jobs)
-    evaluations = []
+    scored = []
     for result, program_llm in zip(results, metered, strict=True):
         before = llm.usage_snapshot() if llm is not None else None
         evaluation = score_run(result, space, reference, seed, n_probes, assessor)
         if llm is not None and program_llm is not None:
             spent = llm.usage_snapshot() - before  # the assessment's calls
             evaluation.llm_usage = program_llm.usage_snapshot() + spent
-        evaluations.append(evaluation)
-    return evaluations
+        scored.append(evaluation)
+    ran = iter(scored)
+    return [next(ran) if isinstance(p, GeneratorProgram) else p for p in loaded]
+
+
+def _load(
+    program: GeneratorProgram | str | Path, n: int, seed: int
+) -> GeneratorProgram | Evaluation:
+    """The loaded program, or the failed :class:`Evaluation` of one that cannot be loaded
+    (failure ``unreadable``, ``syntax_error`` or ``contract_violation``: never run)."""
+    if isinstance(program, GeneratorProgram):
+        return program
+    try:
+        return load_program(program)
+    except ContractError as err:
+        return unloadable_evaluation(err, n, seed)
+
+
+def unloadable_evaluation(err: ContractError, n: int, seed: int) -> Evaluation:
+    """The record of a program that could not be loaded: its own failure kind, every
+    problem in the message, no run and no report."""
+    problems = "; ".join(str(p) for p in err.problems[:20])
+    more = f" (and {len(err.problems) - 20} more)" if len(err.problems) > 20 else ""
+    return Evaluation(
+        program=err.name,
+        program_hash="",
+        n=n,
+        seed=seed,
+        ok=False,
+        failure=str(FailureKind(err.kind)),
+        message=f"{err.kind.replace('_', ' ')}: {problems}{more}",
+    )

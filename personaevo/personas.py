@@ -229,10 +229,12 @@ def read_persona_records(path: str | Path) -> list[dict | Malformed]:
     """Read a JSONL persona file. Lines that are not JSON objects are returned as
     :class:`Malformed` (and later counted invalid), never skipped; blank lines are ignored."""
     path = Path(path)
+    if path.is_dir():
+        raise FileFieldError(path, "(file)", "is a directory, not a persona file (JSONL)")
     if not path.is_file():
         raise FileFieldError(path, "(file)", "no such persona file")
     records: list[dict | Malformed] = []
-    with path.open(encoding="utf-8") as handle:
+    with path.open(encoding="utf-8", errors="replace") as handle:
         for lineno, line in enumerate(handle, start=1):
             if not line.strip():
                 continue

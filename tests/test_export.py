@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from _small_run import build_run, shared_run, small_config
 from scipy.spatial import cKDTree
 
@@ -593,3 +594,53 @@ def test_assess_questionnaire_measures_with_the_default_model(
     records = read_records(out)
     assert records and all("declared_traits" in r for r in records)
     assert "Likert items" in out.with_name("asked.card.md").read_text()
+
+
+COPIER = '''
+def generate(space, n, rng, llm=None):
+    """Copies respondents of the reference sample verbatim: no invention at all."""
+    sample = space.reference_sample
+    personas = []
+    for i in range(n):
+        u = sample.unit[int(rng.integers(len(sample.unit)))]
+        traits = {}
+        for axis, x in zip(space.axes, u):
+            if axis.kind == "continuous":
+                traits[axis.name] = axis.low + x * (axis.high - axis.low)
+            else:
+                traits[axis.name] = axis.values[round(x * (len(axis.values) - 1))]
+        personas.append({"id": i, "traits": traits})
+    return personas
+'''
+
+
+def test_copies_of_respondents_are_flagged_and_can_be_dropped(run, sandbox, tmp_path):
+    from personaevo.evaluate import seed_generator_paths
+
+    uniform = next(p for p in seed_generator_paths() if p.stem == "uniform").read_text()
+    copy = _run_with_front(run, tmp_path, {"copier": COPIER, "uniform": uniform})
+    # on big_five, whose reference is a real survey (a synthetic one has nobody to copy)
+    config = yaml.safe_load((copy / "config.yaml").read_text())
+    (copy / "config.yaml").write_text(yaml.safe_dump({**config, "space": "big_five"}))
+    kept = export_personas(copy, n=60, out=tmp_path / "kept.jsonl", sandbox=sandbox, n_probes=500)
+    records = read_records(tmp_path / "kept.jsonl")
+    by_program = {}
+    for r in records:
+        by_program.setdefault(r["provenance"]["generator"], []).append(r["copy_of_respondent"])
+    assert all(by_program["copier"]) and not any(by_program["uniform"])
+    assert kept.copies == len(by_program["copier"]) > 0 and kept.copies_dropped == 0
+    assert "Copies of respondents" in (tmp_path / "kept.card.md").read_text()
+    # the exported set's metrics do not reward the copies
+    assert kept.exported_metrics.reference.copies == kept.copies
+    dropped = export_personas(
+        copy,
+        n=60,
+        out=tmp_path / "dropped.jsonl",
+        sandbox=sandbox,
+        n_probes=500,
+        drop_copies=True,
+    )
+    records = read_records(tmp_path / "dropped.jsonl")
+    assert dropped.copies == 0 and dropped.copies_dropped > 0
+    assert not any(r["copy_of_respondent"] for r in records)
+    assert {r["provenance"]["generator"] for r in records} == {"uniform"}

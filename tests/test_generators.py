@@ -40,7 +40,9 @@ def test_seed_generators_ship_and_meet_the_contract():
         assert check_contract(path.read_text()) == [], path
 
 
-@pytest.mark.parametrize("space_name", ["customer_support", "big_five", "mental_health_support"])
+@pytest.mark.parametrize(
+    "space_name", ["customer_support", "big_five", "mental_health_support", "general_public"]
+)
 def test_every_seed_generator_writes_valid_personas(space_name, sandbox):
     from personaevo.spaces import load_space
 

@@ -94,7 +94,7 @@ def test_rare_hits_counted_exactly_on_planted_reference():
     counts = np.full((4, 4), 100)
     planted = [(0, 3), (3, 0), (2, 2)]
     for a, b in planted:
-        counts[a, b] = 2  # 6 of 1,306 respondents: 0.46% of the mass
+        counts[a, b] = 5  # 15 of 1,315 respondents: 1.1% of the mass; 5 make a common type
     counts[1, 1] = 0  # outside the support
     rows = [(a, b) for a in range(4) for b in range(4) for _ in range(counts[a, b])]
     reference = ReferencePopulation(space, np.array(rows, dtype=float))

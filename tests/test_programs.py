@@ -286,6 +286,17 @@ def test_local_name_generate_in_nested_scope_is_fine() -> None:
         "from math import *",
         "import importlib",
         "import builtins",
+        "import personaevo.spaces",
+        "from personaevo import spaces",
+        "from personaevo.llm.vllm_server import os",
+        "from typing import sys",
+        "from personaevo.evaluate import time",
+        "from statistics import random",
+        "import scipy.io",
+        "from scipy import io",
+        "from numpy import fromfile",
+        "from numpy import datetime64",
+        "from numpy import lib",
     ],
 )
 def test_forbidden_imports(statement: str) -> None:
@@ -313,8 +324,11 @@ def test_random_is_refused_with_a_hint() -> None:
         "from scipy import spatial",
         "import allpairspy",
         "from allpairspy import AllPairs",
-        "import personaevo.spaces",
-        "from personaevo import spaces",
+        "import personaevo.generator_kit",
+        "from personaevo import generator_kit",
+        "from personaevo.generator_kit import traits_at",
+        "import scipy.linalg",
+        "import numpy as np\nx = np.linalg.norm",
         "from collections import defaultdict, Counter",
         "from dataclasses import dataclass",
         "from typing import Any",
@@ -327,11 +341,73 @@ def test_allowed_imports(statement: str) -> None:
     assert check_contract(source) == [], statement
 
 
-def test_allow_list_has_the_documented_roots() -> None:
-    for root in ("math", "numpy", "scipy", "allpairspy", "personaevo", "itertools"):
-        assert root in ALLOWED_MODULES
-    for root in ("random", "os", "sys", "subprocess", "socket"):
-        assert root not in ALLOWED_MODULES
+def test_allow_list_names_modules_not_roots() -> None:
+    for module in ("math", "numpy", "numpy.linalg", "scipy.stats.qmc", "allpairspy"):
+        assert module in ALLOWED_MODULES
+    for module in ("random", "os", "sys", "subprocess", "socket", "scipy.io", "numpy.lib"):
+        assert module not in ALLOWED_MODULES
+    assert {m for m in ALLOWED_MODULES if m.split(".")[0] == "personaevo"} == {
+        "personaevo",
+        "personaevo.generator_kit",
+    }
+
+
+@pytest.mark.parametrize(
+    ("source", "needle"),
+    [
+        ("import typing\nx = typing.sys", "'typing.sys'"),
+        ("import numpy as np\nx = np.fromfile('/etc/passwd')", "reads or writes files"),
+        ("import numpy as np\nx = np.datetime64('now')", "clock"),
+        ("import scipy\nx = scipy.io", "'scipy.io' is not available"),
+        ("import numpy as np\nx = np.lib.npyio", "'numpy.lib' is not available"),
+        ("import personaevo\nx = personaevo.sandbox", "'personaevo.sandbox'"),
+        ("import numpy as np\nx = getattr(np, 'fromfile')", "reads or writes files"),
+        ("name = 'x'\nx = getattr(name, name)", "computed attribute name"),
+        ("g = getattr", "may only be called"),
+        ("import operator\nx = operator.attrgetter('real')", "computed name"),
+        ("x = '{0.__class__}'.format(1)", "'__class__'"),
+        ("import numpy as np\nx = np.random.SeedSequence()", "OS entropy"),
+        ("from numpy.random import PCG64\nx = PCG64(None)", "OS entropy"),
+        ("import numpy as np\nx = np.random.default_rng(None)", "not reproducible"),
+    ],
+)
+def test_names_taken_from_allowed_modules_are_checked(source: str, needle: str) -> None:
+    full = source + "\n\ndef generate(space, n, rng, llm=None):\n    return []\n"
+    found = messages(full)
+    assert any(needle in m for m in found), found
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import numpy as np\nx = np.random.SeedSequence(3)",
+        "import numpy as np\nx = np.random.Generator(np.random.PCG64(7))",
+        "import numpy as np\nx = np.linalg.norm(np.ones(2))",
+        "from scipy.stats import qmc\nx = qmc.Sobol",
+        "import scipy.stats.qmc\nx = scipy.stats.qmc.Halton",
+        "x = getattr(1, 'real', None)",
+        "import math\nx = getattr(math, 'pi')",
+    ],
+)
+def test_allowed_names_pass(source: str) -> None:
+    full = source + "\n\ndef generate(space, n, rng, llm=None):\n    return []\n"
+    assert messages(full) == []
+
+
+def test_unreadable_and_binary_files_are_contract_errors(tmp_path: Path) -> None:
+    binary = tmp_path / "binary.py"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    with pytest.raises(ContractError) as info:
+        load_program(binary)
+    assert info.value.kind == "unreadable" and "UTF-8" in str(info.value)
+    with pytest.raises(ContractError) as info:
+        load_program(tmp_path / "missing.py")
+    assert info.value.kind == "unreadable"
+    empty = tmp_path / "empty.py"
+    empty.write_text("")
+    with pytest.raises(ContractError) as info:
+        load_program(empty)
+    assert info.value.kind == "contract_violation"
 
 
 @pytest.mark.parametrize(

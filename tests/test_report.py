@@ -53,6 +53,17 @@ def _copy(run: Path, tmp_path: Path) -> Path:
 # ------------------------------------------------------------------------- the data
 
 
+def test_front_is_counted_as_the_run_counts_it(run):
+    """The report, ``evolve`` and the run directory count the front the same way: one per
+    distinct objective vector (``front/*.py``), ties counted apart."""
+    files = open_run(run)
+    data = gather(files)
+    distinct, programs = data.front_size()
+    assert distinct == len(list((run / "front").glob("*.py")))
+    assert programs >= distinct
+    assert data.front_text().startswith(f"{distinct} distinct objective vectors")
+
+
 def test_final_front_is_the_runs_front(run):
     files = open_run(run)
     data = gather(files)

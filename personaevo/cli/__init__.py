@@ -11,13 +11,23 @@ import argparse
 import importlib
 import sys
 
+from personaevo.cli._parser import OneLineErrorParser
 from personaevo.errors import InputError
 
-COMMANDS: tuple[str, ...] = ("spaces", "scoring", "evolve", "llm", "export", "report", "simulator")
+COMMANDS: tuple[str, ...] = (
+    "spaces",
+    "scoring",
+    "evolve",
+    "llm",
+    "export",
+    "report",
+    "simulator",
+    "tau2",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="personaevo",
         description="Evolve persona-generator programs for coverage of rare configurations.",
     )

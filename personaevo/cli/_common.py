@@ -11,6 +11,7 @@ from pathlib import Path
 from rich.console import Console
 
 from personaevo.assess.base import ASSESS_METHODS
+from personaevo.cli._types import float_in
 from personaevo.errors import InputError
 from personaevo.llm.config import LLMConfig
 from personaevo.reference import ReferencePopulation
@@ -40,9 +41,9 @@ def add_reference_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--rare-mass",
-        type=float,
+        type=float_in(0.0, 1.0, low_inclusive=False, high_inclusive=False),
         default=0.05,
-        help="mass share defining rare cells (default 0.05)",
+        help="mass share defining rare cells, above 0 and below 1 (default 0.05)",
     )
 
 
@@ -74,7 +75,8 @@ def add_llm_options(parser: argparse.ArgumentParser) -> None:
         "--llm",
         dest="llm_spec",
         metavar="SPEC",
-        help="tiny | transformers:PATH | openai:URL | vllm:PATH | replay:FILE.jsonl",
+        help="tiny | smollm2 | gemma3-270m | transformers:PATH | openai:URL | vllm:PATH | "
+        "replay:FILE.jsonl",
     )
     group.add_argument(
         "--llm-model", metavar="NAME", help="served model name (openai:URL backends)"

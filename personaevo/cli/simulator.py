@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 from rich.table import Table
 
 from personaevo.cli._common import console, write_json
+from personaevo.cli._options import config_from_options, option_name
+from personaevo.cli._types import (
+    float_at_least,
+    float_in,
+    int_at_least,
+    positive_float,
+    seed_number,
+    share,
+)
 from personaevo.errors import InputError
 
 
@@ -24,8 +34,10 @@ def _weights(value: str | None) -> dict[str, float]:
             out[name] = float(weight)
         except ValueError:
             sep = ""
-        if not sep:
-            raise InputError(f"--reward-weights: expected NAME=WEIGHT, got {item!r}")
+        if not sep or not math.isfinite(out[name]):
+            raise InputError(
+                f"--reward-weights: expected NAME=WEIGHT (a finite number), got {item!r}"
+            )
     return out
 
 
@@ -77,6 +89,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+TRAIN_OPTIONS = {
+    "learning_rate": "--lr",
+    "max_completion_length": "--max-tokens",
+    "max_turns": "--turns",
+}
+"""The ``TrainConfig`` fields whose option is not named after them (``--field-name``)."""
+
+
 def cmd_train_simulator(args: argparse.Namespace) -> int:
     from personaevo.simulator.training import TrainConfig, train_simulator
 
@@ -119,13 +139,16 @@ def cmd_train_simulator(args: argparse.Namespace) -> int:
             "judge": args.judge,
             "seed": args.seed,
         }
-        merged = {**base, **{k: v for k, v in options.items() if v is not None}}
+        given = {k: v for k, v in options.items() if v is not None}
+        merged = {**base, **given}
         if "model" not in merged:
-            raise InputError("train-simulator needs --model (a model folder, or 'tiny')")
-        try:
-            config = TrainConfig.model_validate(merged)
-        except ValueError as err:
-            raise InputError(f"train-simulator: {err}") from None
+            raise InputError("train-simulator needs --model (a model folder, 'tiny' or 'smollm2')")
+        config = config_from_options(
+            TrainConfig,
+            merged,
+            {field: TRAIN_OPTIONS.get(field, option_name(field)) for field in given},
+            source=args.config,
+        )
     result = train_simulator(config, resume=bool(args.resume), log=console.print)
     table = Table(title=f"rewards, first vs last logged step ({result.steps} steps)")
     for column in ("reward", "first", "last", "unreadable judge verdicts, all steps"):
@@ -194,48 +217,67 @@ def _source_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--space", help="validate the persona file against this space")
     parser.add_argument("--goals", help="goal file or goal template (default: built-in template)")
     parser.add_argument("--intents", help="allowed intents, comma-separated (default: all)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed_number, default=0)
 
 
 def _conversation_options(parser: argparse.ArgumentParser, conversations: int) -> None:
-    parser.add_argument("--turns", type=int, default=6, help="user turns per conversation")
-    parser.add_argument("--conversations", type=int, default=conversations)
+    parser.add_argument(
+        "--turns", type=int_at_least(1), default=6, help="user turns per conversation"
+    )
+    parser.add_argument("--conversations", type=int_at_least(1), default=conversations)
     parser.add_argument("--agent", default="scripted", help="'scripted' or a model spec")
-    parser.add_argument("--agent-refusal", type=float, default=0.2, dest="agent_refusal")
+    parser.add_argument(
+        "--agent-refusal",
+        type=share,
+        default=0.2,
+        dest="agent_refusal",
+        help="share of turns the scripted agent stalls (0 to 1)",
+    )
     parser.add_argument("--judge", default="rules", help="'rules' or a model spec")
-    parser.add_argument("--temperature", type=float, default=0.7)
-    parser.add_argument("--max-tokens", type=int, default=48, dest="max_tokens")
+    parser.add_argument("--temperature", type=float_at_least(0.0), default=0.7)
+    parser.add_argument("--max-tokens", type=int_at_least(1), default=48, dest="max_tokens")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     sim = sub.add_parser(
         "simulate", help="play conversations between a user simulator and an agent"
     )
-    sim.add_argument("--model", default="tiny", help="tiny, a model folder or a backend spec")
+    sim.add_argument(
+        "--model", default="tiny", help="tiny, smollm2, a model folder or a backend spec"
+    )
     _source_options(sim)
     _conversation_options(sim, conversations=8)
     sim.add_argument("--out", default="rollouts.jsonl", help="JSONL file of conversations")
     sim.set_defaults(func=cmd_simulate)
 
     tr = sub.add_parser("train-simulator", help="train a user simulator with GRPO (TRL)")
-    tr.add_argument("--model", help="model folder to start from, or 'tiny'")
+    tr.add_argument("--model", help="model folder to start from, 'tiny' or 'smollm2'")
     _source_options(tr)
     tr.add_argument("--config", help="training configuration (JSON, TrainConfig fields)")
     tr.add_argument("--resume", metavar="DIR", help="continue the training run in DIR")
     tr.add_argument("--out", help="output folder (default runs/simulator)")
-    tr.add_argument("--steps", type=int)
+    tr.add_argument("--steps", type=int_at_least(1))
     tr.add_argument("--lora", action="store_true", help="train a LoRA adapter (peft)")
-    tr.add_argument("--group-size", type=int, dest="group_size", help="GRPO completions/prompt")
-    tr.add_argument("--prompts-per-step", type=int, dest="prompts_per_step")
+    tr.add_argument(
+        "--group-size", type=int_at_least(2), dest="group_size", help="GRPO completions/prompt"
+    )
+    tr.add_argument("--prompts-per-step", type=int_at_least(1), dest="prompts_per_step")
     tr.add_argument("--loss-type", dest="loss_type", help="grpo, dr_grpo, dapo, bnpo, ...")
-    tr.add_argument("--beta", type=float, help="KL weight")
-    tr.add_argument("--lr", type=float, help="learning rate")
-    tr.add_argument("--max-tokens", type=int, dest="max_tokens", help="completion length")
-    tr.add_argument("--refresh-every", type=int, dest="refresh_every", help="steps (K)")
-    tr.add_argument("--rollout-conversations", type=int, dest="rollout_conversations")
-    tr.add_argument("--turns", type=int, help="user turns per rollout conversation")
+    tr.add_argument("--beta", type=float_at_least(0.0), help="KL weight")
+    tr.add_argument("--lr", type=positive_float, help="learning rate")
+    tr.add_argument(
+        "--max-tokens", type=int_at_least(4), dest="max_tokens", help="completion length (>= 4)"
+    )
+    tr.add_argument("--refresh-every", type=int_at_least(1), dest="refresh_every", help="steps (K)")
+    tr.add_argument("--rollout-conversations", type=int_at_least(1), dest="rollout_conversations")
+    tr.add_argument("--turns", type=int_at_least(1), help="user turns per rollout conversation")
     tr.add_argument("--curriculum", help="uniform, moderate-first or hardest-first")
-    tr.add_argument("--held-out", type=float, dest="held_out", help="share of personas held out")
+    tr.add_argument(
+        "--held-out",
+        type=float_in(0.0, 1.0, high_inclusive=False),
+        dest="held_out",
+        help="share of personas held out (at least 0, below 1)",
+    )
     tr.add_argument("--rewards", help="comma-separated reward names (default: all)")
     tr.add_argument("--reward-weights", dest="reward_weights", help="NAME=W,NAME=W")
     tr.add_argument("--vllm", choices=["auto", "on", "off"])
@@ -250,7 +292,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     _source_options(ev)
     _conversation_options(ev, conversations=32)
-    ev.add_argument("--qa-questions", type=int, default=1, dest="qa_questions")
+    ev.add_argument(
+        "--qa-questions",
+        type=int_at_least(0),
+        default=1,
+        dest="qa_questions",
+        help="Q&A probes asked per user turn (0: none)",
+    )
     ev.add_argument("--json", help="write the full comparison (per-conversation values) here")
     ev.add_argument("--transcripts", help="folder for each model's conversations (JSONL)")
     ev.set_defaults(func=cmd_eval_simulator)

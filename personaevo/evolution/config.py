@@ -8,6 +8,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from personaevo.bounds import MAX_PERSONAS_PER_RUN, MAX_SEED, MAX_WORKERS
 from personaevo.errors import FileFieldsError
 from personaevo.llm.config import LLMConfig
 from personaevo.sandbox.models import DEFAULT_CPU_MS_PER_PERSONA, SandboxLimits
@@ -43,10 +44,15 @@ class EvolveConfig(BaseModel):
     crossover_rate: float = Field(
         0.3, ge=0, le=1, description="Share of children made by crossover."
     )
-    workers: int = Field(2, ge=1, description="Ray evaluation workers.")
+    workers: int = Field(2, ge=1, le=MAX_WORKERS, description="Ray evaluation workers.")
     address: str | None = Field(None, description="Join this Ray cluster instead of starting one.")
-    seed: int = 0
-    n: int = Field(100, ge=1, description="Personas each program writes per evaluation.")
+    seed: int = Field(0, ge=0, le=MAX_SEED)
+    n: int = Field(
+        100,
+        ge=1,
+        le=MAX_PERSONAS_PER_RUN,
+        description="Personas each program writes per evaluation.",
+    )
     probes: int = Field(5000, ge=100, description="MC coverage probe points.")
     objectives: list[str] = Field(
         [], description="Report metrics (ScoreReport.flat names); empty means the defaults."

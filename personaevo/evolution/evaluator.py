@@ -21,6 +21,7 @@ joined). A lost node therefore costs at most one retry of each evaluation it was
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -39,10 +40,14 @@ from personaevo.llm.base import LLM, Message, ProgramLLM, SamplingParams
 from personaevo.llm.config import LLMConfig
 from personaevo.programs import GeneratorProgram
 from personaevo.reference import ReferencePopulation
-from personaevo.sandbox import Sandbox, SandboxLimits
+from personaevo.sandbox import Sandbox, SandboxLimits, sweep_abandoned_directories
 from personaevo.spaces import TraitSpace
 
 HUNG_MARGIN_SECONDS = 30.0
+CLOSE_ACTOR_SECONDS = 30.0
+"""How long ``close`` waits for the actors to close their sandboxes."""
+CLOSE_LOST_ACTOR_SECONDS = 2.0
+"""How long a hung or dead actor gets to close its sandbox before it is replaced."""
 PIPELINE_DEPTH = 2
 PLACEMENT_GRACE_SECONDS = 5.0  # a worker not placed by then, on a cluster too small: say so
 MAX_FAILED_STARTS = 3  # replacements that died starting, in a row, before a slot is dropped
@@ -129,6 +134,13 @@ class _Actor:
 
     def pid(self) -> int:
         return os.getpid()
+
+    def close(self) -> None:
+        """Stop the sandbox and remove its temporary files (before the actor is killed:
+        ``ray.kill`` skips finalizers)."""
+        self.sandbox.close()
+        if self.llm is not None:
+            self.llm.close()
 
 
 @dataclass
@@ -450,14 +462,30 @@ class RayEvaluator:
 
     def _replace(self, index: int, now: float) -> None:
         """A fresh actor in slot ``index``: given work once it answers."""
-        ray.kill(self._slots[index].actor, no_restart=True)
+        _close_then_kill([self._slots[index].actor], CLOSE_LOST_ACTOR_SECONDS)
         self._slots[index] = self._new_slot(now)
         self.restarts += 1
 
     def close(self) -> None:
+        # an actor never placed would not answer ``close``: it is only killed
+        _close_then_kill([s.actor for s in self._slots if s.ready], CLOSE_ACTOR_SECONDS)
         for slot in self._slots:
-            ray.kill(slot.actor, no_restart=True)
+            if not slot.ready:
+                ray.kill(slot.actor, no_restart=True)
         self._slots = []
         if self._started_ray:
             ray.shutdown()
             self._started_ray = False
+        sweep_abandoned_directories()  # what an actor that could not close left behind
+
+
+def _close_then_kill(actors: list, timeout: float) -> None:
+    """Ask each actor to close its sandbox (in parallel), then kill it. An actor that is
+    dead or busy past ``timeout`` is killed anyway; the directory its sandbox leaves is
+    removed by the next sweep (its owner lock dies with it)."""
+    pending = [actor.close.remote() for actor in actors]
+    if pending:
+        with contextlib.suppress(ray.exceptions.RayError, ray.exceptions.GetTimeoutError):
+            ray.wait(pending, num_returns=len(pending), timeout=timeout)
+    for actor in actors:
+        ray.kill(actor, no_restart=True)

@@ -76,11 +76,16 @@ def objective_values(evaluation: Evaluation, objectives: list[str]) -> tuple[flo
     """Fitness values (larger is better) from an evaluation; worst values when it failed.
 
     An objective in :attr:`ScoreReport.COMPLETE_SET_ONLY` (``min_pairwise_distance``,
-    the KLs, ...) takes its worst value unless all ``n`` personas asked for are valid: a
-    set could improve it by turning personas invalid."""
+    the KLs, ...) takes its worst value unless all ``n`` personas asked for are valid and
+    none copies a respondent: a set could improve it by turning personas invalid (or into
+    copies, which are not scored either)."""
     report = evaluation.report if evaluation.ok else None
     flat = report.flat() if report is not None else {}
-    complete = report is not None and report.n_valid == report.n_personas
+    complete = (
+        report is not None
+        and report.n_valid == report.n_personas
+        and (report.reference is None or report.reference.copies == 0)
+    )
     values = []
     for name in objectives:
         sign = 1.0 if ScoreReport.direction(name) == "higher" else -1.0

@@ -25,7 +25,7 @@ from personaevo.evolution.resume import resume_changes
 from personaevo.evolution.store import RunDirectory, llm_report, write_config
 from personaevo.llm.base import LLM, Usage
 from personaevo.operators.llm import LLMMutation
-from personaevo.programs import GeneratorProgram, load_program
+from personaevo.programs import ContractError, GeneratorProgram, load_program
 from personaevo.reference import ReferencePopulation
 from personaevo.spaces import resolve_space
 
@@ -79,7 +79,19 @@ def _seed_programs(config: EvolveConfig, recovered: Recovered | None) -> list[Ge
             for seed in recovered.manifest.seeds
         ]
     paths = [Path(p) for p in config.seeds] or seed_generator_paths(config.assess)
-    return [load_program(p) for p in paths]
+    return [_load_seed(p) for p in paths]
+
+
+def _load_seed(path: Path) -> GeneratorProgram:
+    """A seed program, or an :class:`InputError` in one line before the run starts."""
+    try:
+        return load_program(path)
+    except ContractError as err:
+        first = err.problems[0]
+        more = f" (and {len(err.problems) - 1} more)" if len(err.problems) > 1 else ""
+        raise InputError(
+            f"seed {path}: {err.kind.replace('_', ' ')}: {first}{more}".replace("\n", " ")
+        ) from None
 
 
 def _prepare_resume(

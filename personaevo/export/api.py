@@ -45,6 +45,7 @@ from personaevo.export.records import atomic_write, build_records, format_for, w
 from personaevo.export.select import METHODS, select
 from personaevo.llm.base import ProgramLLM
 from personaevo.metrics import score
+from personaevo.metrics.novelty import copy_detector
 from personaevo.runfiles import open_run
 from personaevo.sandbox import Sandbox, SandboxLimits
 
@@ -96,6 +97,7 @@ def export_personas(
     sandbox: Sandbox | None = None,
     log: Callable[[str], None] | None = None,
     command: str | None = None,
+    drop_copies: bool = False,
 ) -> ExportSummary:
     """Export ``n`` coverage-optimised personas from the run in ``run``.
 
@@ -108,7 +110,9 @@ def export_personas(
     ``embedding``, ``questionnaire``) says how positions are read; by default as the run
     read them (its ``assess``): anything but ``explicit`` measures every pooled persona's
     text, and the measured positions are exported, with the declared ones kept as
-    ``declared_traits``."""
+    ``declared_traits``. With a reference, every record says whether it copies a
+    respondent (``copy_of_respondent``, :mod:`personaevo.metrics.novelty`); with
+    ``drop_copies`` such personas are removed from the pool before selection."""
     say = log or (lambda line: None)
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise InputError(f"--n: expected a positive number of personas, got {n!r}")
@@ -170,6 +174,20 @@ def export_personas(
     stages.done("sample pool", f"{len(pool):,} distinct valid personas{measured}")
     if len(pool) == 0:
         raise InputError(f"{files.path}: the front programs gave no valid persona: {_why(pool)}")
+    copies = (
+        copy_detector(reference).is_copy(space.grid.unit(pool.native))
+        if reference is not None
+        else None
+    )
+    copies_dropped = 0
+    if drop_copies and copies is not None and copies.any():
+        copies_dropped = int(copies.sum())
+        pool, copies = pool.take(~copies), copies[~copies]
+        stages.done("drop copies", f"{copies_dropped:,} copies of respondents dropped")
+        if len(pool) == 0:
+            raise InputError(
+                f"{files.path}: every persona the front programs gave copies a respondent"
+            )
 
     notes = annotate(space, pool.native, reference, tway)
     stages.done("annotate")
@@ -185,7 +203,10 @@ def export_personas(
     stages.done("rarity")
     is_required = np.zeros(len(pool), dtype=bool)
     is_required[required] = True
-    records = build_records(pool, chosen, notes.rows(chosen), rarity, is_required[chosen])
+    chosen_copies = copies[chosen] if copies is not None else None
+    records = build_records(
+        pool, chosen, notes.rows(chosen), rarity, is_required[chosen], chosen_copies
+    )
     write_records(out_path, records, fmt)
     stages.done("write", str(out_path))
 
@@ -231,6 +252,8 @@ def export_personas(
         assess=method,
         assessment=assessment,
         shortfall=_shortfall(n, pool) if len(pool) < n else None,
+        copies=int(chosen_copies.sum()) if chosen_copies is not None else 0,
+        copies_dropped=copies_dropped,
         programs=pool.yields,
         required=tiers,
         rare=rare_counts(reference, notes, chosen_notes, baseline_notes, tway),

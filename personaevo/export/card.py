@@ -27,6 +27,11 @@ FIELDS = [
     ("description", "the program's text for the persona, or null"),
     ("profile", "JSON text of the program's profile facts, or null"),
     ("rarity", "share of reference respondents in denser places (1 = rarest), or null"),
+    (
+        "copy_of_respondent",
+        "whether the persona copies a reference respondent (within a tenth of the median "
+        "gap between respondents), or null without a reference",
+    ),
     ("cell", "the cell id: one bin per axis"),
     ("rare", "in a rare cell or with a rare combination"),
     ("rare_cell", "in one of the reference's rare cells"),
@@ -106,6 +111,15 @@ def render_card(summary: ExportSummary, command: str) -> str:
             f"and combinations are the lowest-mass ones holding at most "
             f"{s.rare_mass_fraction:.0%} of the reference's mass; rarity is read on the "
             "reference's kernel density.",
+            "",
+            f"Copies of respondents: {s.copies:,} of the exported personas lie within a tenth "
+            "of the median gap between neighbouring respondents of a respondent whom fewer "
+            "than 5 share a position with (`copy_of_respondent`)"
+            + (
+                f"; {s.copies_dropped:,} such personas were dropped before selection."
+                if s.copies_dropped
+                else "; none were dropped (`personaevo export --drop-copies` would)."
+            ),
             "",
         ]
     else:

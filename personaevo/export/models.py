@@ -73,6 +73,8 @@ class ExportSummary(BaseModel):
     assess: str = "explicit"  # how positions were read: declared traits, or measured
     assessment: AssessmentSummary | None = None  # the measurement of the pool, when measured
     shortfall: str | None = None
+    copies: int = 0  # exported personas that copy a reference respondent (metrics.novelty)
+    copies_dropped: int = 0  # copies removed from the pool before selection (drop_copies)
     programs: list[ProgramYield]
     required: dict[str, TierCount]
     rare: list[RareCount]

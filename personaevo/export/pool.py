@@ -74,6 +74,24 @@ class Pool:
     def __len__(self) -> int:
         return len(self.native)
 
+    def take(self, keep: np.ndarray) -> Pool:
+        """The pool of the rows where ``keep`` (a boolean mask) holds, in the same order."""
+        rows = np.flatnonzero(keep).tolist()
+        return Pool(
+            space=self.space,
+            native=self.native[keep],
+            program=self.program[keep],
+            seed=self.seed[keep],
+            chunk=self.chunk[keep],
+            source_id=[self.source_id[i] for i in rows],
+            description=[self.description[i] for i in rows],
+            profile=[self.profile[i] for i in rows],
+            yields=self.yields,
+            declared=None if self.declared is None else [self.declared[i] for i in rows],
+            requested=self.requested,
+            extra_keys=self.extra_keys,
+        )
+
 
 def chunk_seed(seed: int, program: int, chunk: int) -> int:
     """The seed of a program's ``chunk``-th run (a 32-bit non-negative integer)."""

@@ -8,6 +8,7 @@ One record per persona::
     description        text or null
     profile            JSON text of the program's profile facts, or null
     rarity             share of reference respondents in denser places (1 = rarest), or null
+    copy_of_respondent whether it copies a reference respondent (metrics.novelty), or null
     cell               the cell id, e.g. "age=[16,30.8)|employment=student|..."
     rare               in a rare cell or with a rare combination
     rare_cell          in one of the reference's rare cells
@@ -205,8 +206,10 @@ def build_records(
     notes: Annotations,
     rarity: np.ndarray | None,
     required: np.ndarray,
+    copies: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
-    """The exported records of the ``chosen`` pool rows (see :mod:`.records`)."""
+    """The exported records of the ``chosen`` pool rows (see :mod:`.records`);
+    ``copies`` flags the chosen rows that copy a respondent (None without a reference)."""
     space = pool.space
     grid = space.grid
     native = pool.native[chosen]
@@ -238,6 +241,7 @@ def build_records(
                 "description": pool.description[row],
                 "profile": pool.profile[row],
                 "rarity": None if rarity is None else round(float(rarity[i]), 6),
+                "copy_of_respondent": None if copies is None else bool(copies[i]),
                 "cell": cells[i],
                 "rare": bool(rare_any[i]),
                 "rare_cell": bool(notes.rare_cell[i]),

@@ -24,12 +24,14 @@ from pydantic import ValidationError
 
 from personaevo.llm.base import LLM, Completion, Message, SamplingParams
 
-__all__ = ["OpenAIServer"]
+__all__ = ["OpenAIServer", "RequestError"]
 
 MAX_BODY = 16 * 1024 * 1024
 
 
-class _RequestError(Exception):
+class RequestError(Exception):
+    """A request the server refuses: the HTTP status and the message sent back."""
+
     def __init__(self, status: HTTPStatus, message: str) -> None:
         super().__init__(message)
         self.status = status
@@ -86,11 +88,11 @@ class OpenAIServer:
 
     def complete(self, path: str, body: dict) -> dict:
         if body.get("stream"):
-            raise _RequestError(HTTPStatus.BAD_REQUEST, "stream=true is not supported")
+            raise RequestError(HTTPStatus.BAD_REQUEST, "stream=true is not supported")
         if body.get("n", 1) != 1:
-            raise _RequestError(HTTPStatus.BAD_REQUEST, "only n=1 is supported")
+            raise RequestError(HTTPStatus.BAD_REQUEST, "only n=1 is supported")
         if body.get("model") != self.model_name:
-            raise _RequestError(
+            raise RequestError(
                 HTTPStatus.NOT_FOUND,
                 f"The model `{body.get('model')}` does not exist; served: {self.model_name}",
             )
@@ -99,9 +101,9 @@ class OpenAIServer:
             try:
                 conversation = [Message.model_validate(m) for m in body.get("messages") or []]
             except ValidationError as err:
-                raise _RequestError(HTTPStatus.BAD_REQUEST, f"messages: {err}") from err
+                raise RequestError(HTTPStatus.BAD_REQUEST, f"messages: {err}") from err
             if not conversation:
-                raise _RequestError(HTTPStatus.BAD_REQUEST, "messages: must not be empty")
+                raise RequestError(HTTPStatus.BAD_REQUEST, "messages: must not be empty")
             done = self.llm.chat([conversation], params)
             choices = [
                 {
@@ -114,7 +116,7 @@ class OpenAIServer:
         prompt = body.get("prompt")
         prompts = [prompt] if isinstance(prompt, str) else prompt
         if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts):
-            raise _RequestError(HTTPStatus.BAD_REQUEST, "prompt: must be a string or strings")
+            raise RequestError(HTTPStatus.BAD_REQUEST, "prompt: must be a string or strings")
         done = self.llm.complete(prompts, params)
         choices = [
             {"index": i, "text": c.text, "finish_reason": c.finish_reason, "logprobs": None}
@@ -138,7 +140,7 @@ class OpenAIServer:
         try:
             return SamplingParams.model_validate(fields)
         except ValidationError as err:
-            raise _RequestError(HTTPStatus.BAD_REQUEST, f"sampling parameters: {err}") from err
+            raise RequestError(HTTPStatus.BAD_REQUEST, f"sampling parameters: {err}") from err
 
     def _response(self, kind: str, choices: list, done: list[Completion]) -> dict:
         prompt = sum(c.prompt_tokens for c in done)
@@ -178,15 +180,15 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             length = int(self.headers.get("Content-Length") or 0)
             if length > MAX_BODY:
-                raise _RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body too large")
+                raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body too large")
             try:
                 body = json.loads(self.rfile.read(length) or b"{}")
             except ValueError as err:
-                raise _RequestError(HTTPStatus.BAD_REQUEST, f"body is not JSON: {err}") from err
+                raise RequestError(HTTPStatus.BAD_REQUEST, f"body is not JSON: {err}") from err
             if not isinstance(body, dict):
-                raise _RequestError(HTTPStatus.BAD_REQUEST, "body must be a JSON object")
+                raise RequestError(HTTPStatus.BAD_REQUEST, "body must be a JSON object")
             self._send(HTTPStatus.OK, self.app.complete(path, body))
-        except _RequestError as err:
+        except RequestError as err:
             self._error(err.status, str(err))
         except Exception as err:  # the backend failed: tell the client, keep serving
             self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"{type(err).__name__}: {err}")

@@ -44,6 +44,7 @@ __all__ = [
     "TinyBuildReport",
     "TinyRecipe",
     "build_tiny_model",
+    "portable_tokenizer_class",
     "tiny_model_path",
 ]
 
@@ -269,7 +270,7 @@ def build_tiny_model(
     try:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        _portable_tokenizer_class(staging / "tokenizer_config.json")
+        portable_tokenizer_class(staging / "tokenizer_config.json")
         report.seconds = round(time.perf_counter() - start, 2)
         (staging / REPORT_FILE).write_text(report.model_dump_json(indent=2) + "\n")
         if out.exists():
@@ -300,7 +301,7 @@ def model_config(recipe: TinyRecipe, vocab_size: int, eos_id=None, pad_id=None):
     )
 
 
-def _portable_tokenizer_class(path: Path) -> None:
+def portable_tokenizer_class(path: Path) -> None:
     """Name the tokenizer class every transformers version (4.x included, as vLLM may pin)
     loads: ``PreTrainedTokenizerFast`` (5.x saves its new name ``TokenizersBackend``)."""
     data = json.loads(path.read_text())

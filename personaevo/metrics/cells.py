@@ -99,6 +99,16 @@ def reference_cell_stats(reference: ReferencePopulation, bins: np.ndarray) -> Re
     )
 
 
+def plausible_rows(reference: ReferencePopulation, bins: np.ndarray, t: int) -> np.ndarray:
+    """Whether each row's every t-way bin combination has reference mass (t = 1: every
+    value it takes occurs among the respondents)."""
+    grid = reference.space.grid
+    inside = np.ones(len(bins), dtype=bool)
+    for axes, mass, _ in reference.tway(t):
+        inside &= mass[grid.tway_keys(bins, axes)] > 0
+    return inside
+
+
 def reference_tway_stats(
     reference: ReferencePopulation, bins: np.ndarray, t: int
 ) -> ReferenceCellStats:

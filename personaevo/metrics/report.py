@@ -3,7 +3,10 @@
 Metrics are computed on the *valid* personas' encodings (see :mod:`personaevo.grid`);
 invalid personas count against validity, against plausibility (a share of all personas
 submitted) and, because the coverage radius is calibrated for the number of personas
-submitted, against coverage too. ``docs/metrics.md`` says what each metric rewards.
+submitted, against coverage too. With a reference, a valid persona that copies a
+respondent (:mod:`personaevo.metrics.novelty`) is counted (``reference.copies``) and
+left out of every metric but validity: a copy earns no objective.
+``docs/metrics.md`` says what each metric rewards.
 Every random choice (probe points, Sobol scrambling, pair sampling, reference
 subsamples) derives from ``seed``: the same input and seed give the same report.
 """
@@ -18,7 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel
 
-from personaevo.metrics import cells, geometry
+from personaevo.metrics import cells, geometry, novelty
 from personaevo.personas import (
     CheckedPopulation,
     InvalidPersona,
@@ -49,6 +52,7 @@ class ConsequentialHits(BaseModel):
     personas: int
     share: float
     hit: bool
+    plausible_personas: int | None = None  # of them, with every pair in the reference support
 
 
 class ReferenceMetrics(BaseModel):
@@ -63,7 +67,12 @@ class ReferenceMetrics(BaseModel):
     support_coverage_tway: dict[str, Count]
     plausibility_tway: dict[str, float]
     rare_hits_tway: dict[str, Count]
+    plausible_rare_hits_tway: dict[str, Count]  # rare t-way reached by personas plausible at t-1
     chamfer_coverage: float
+    copies: int = 0  # valid personas that copy a respondent (metrics.novelty); never scored
+    copy_share: float = 0.0  # copies / all personas scored
+    copy_threshold: float = 0.0  # unit-cube distance to a respondent that makes a copy
+    respondent_gap: float = 0.0  # median distance between neighbouring respondents
 
 
 class ScoreReport(BaseModel):
@@ -86,6 +95,9 @@ class ScoreReport(BaseModel):
         "rare_hits": "higher",
         "chamfer_coverage": "higher",
         "consequential_hits": "higher",
+        "consequential_plausible_hits": "higher",
+        "plausible_rare_hits": "higher",
+        "copy_share": "lower",
     }
 
     COMPLETE_SET_ONLY: ClassVar[frozenset[str]] = frozenset(
@@ -152,6 +164,12 @@ class ScoreReport(BaseModel):
         out["consequential_hits"] = float(sum(c.hit for c in self.consequential))
         ref = self.reference
         if ref is not None:
+            out["consequential_plausible_hits"] = float(
+                sum(bool(c.plausible_personas) for c in self.consequential)
+            )
+            out["reference.copy_share"] = ref.copy_share
+            for t, count in ref.plausible_rare_hits_tway.items():
+                out[f"reference.plausible_rare_hits_tway.{t}"] = count.fraction
             out["reference.support_coverage"] = ref.support_coverage.fraction
             out["reference.plausibility"] = ref.plausibility
             out["reference.rare_hits"] = ref.rare_hits.fraction
@@ -204,10 +222,15 @@ def score(
     timer.lap("validate")
     grid = space.grid
     rng = np.random.default_rng([seed, 0xC0DE])
-    unit = grid.unit(checked.native)
-    bins = grid.bins(checked.native)
-    n_total, n_valid = checked.n_total, len(checked.valid)
-    empty = n_valid == 0
+    native = checked.native
+    copy_mask = np.zeros(len(native), dtype=bool)
+    if reference is not None and len(native):
+        copy_mask = novelty.copy_detector(reference).is_copy(grid.unit(native))
+        native = native[~copy_mask]  # copies of respondents earn nothing (module docstring)
+    unit = grid.unit(native)
+    bins = grid.bins(native)
+    n_total, n_valid, n_scored = checked.n_total, len(checked.valid), len(native)
+    empty = n_scored == 0
 
     if n_total:
         radius, multiplier = geometry.coverage_radius(grid, n_total, n_probes, seed)
@@ -235,24 +258,36 @@ def score(
             tway_counts[str(t)] = _count(c.covered if c else 0, total)
     timer.lap("tway")
 
+    pair_plausible = None
+    if reference is not None and space.dim >= 2:
+        pair_plausible = cells.plausible_rows(reference, bins, 2)
     consequential = []
     for config in space.consequential:
-        inside = int(grid.region_mask(checked.native, config.where).sum()) if not empty else 0
+        region = grid.region_mask(native, config.where) if not empty else np.zeros(0, bool)
+        inside = int(region.sum())
         consequential.append(
             ConsequentialHits(
                 name=config.name,
                 personas=inside,
                 share=inside / n_total if n_total else 0.0,
                 hit=inside > 0,
+                plausible_personas=None
+                if pair_plausible is None
+                else int((region & pair_plausible).sum()),
             )
         )
     ref_metrics = None
     if reference is not None:
-        distinct = np.sort(np.unique(checked.native, axis=0, return_index=True)[1])
+        distinct = np.sort(np.unique(native, axis=0, return_index=True)[1])
         ref_metrics = _reference_metrics(reference, unit, bins[distinct], tway, n_total)
+        detector = novelty.copy_detector(reference)
+        ref_metrics.copies = int(copy_mask.sum())
+        ref_metrics.copy_share = ref_metrics.copies / n_total if n_total else 0.0
+        ref_metrics.copy_threshold = detector.threshold
+        ref_metrics.respondent_gap = detector.median_gap
     timer.lap("reference")
 
-    unique_rows = len(np.unique(checked.native, axis=0)) if not empty else 0
+    unique_rows = len(np.unique(native, axis=0)) if not empty else 0
     kl_to_uniform = None if empty else cells.cell_kl(grid, bins)
     pairwise_kl = None if empty or space.dim < 2 else cells.pairwise_kl(grid, bins)
     timer.lap("cells")
@@ -265,7 +300,7 @@ def score(
         validity=checked.validity,
         invalid_reasons=checked.reason_counts(),
         invalid_examples=checked.invalid[:10],
-        duplicate_rate=1.0 - unique_rows / n_valid if n_valid else 0.0,
+        duplicate_rate=1.0 - unique_rows / n_scored if n_scored else 0.0,
         mc_coverage=mc_coverage,
         coverage_radius=radius,
         radius_multiplier=multiplier,
@@ -302,7 +337,7 @@ def _reference_metrics(
         return plausible / n_total if n_total else 0.0
 
     cell_stats = cells.reference_cell_stats(reference, bins)
-    support_t, plaus_t, rare_t = {}, {}, {}
+    support_t, plaus_t, rare_t, plausible_rare_t = {}, {}, {}, {}
     for t in tway:
         if t > reference.space.dim:
             continue
@@ -310,6 +345,9 @@ def _reference_metrics(
         support_t[str(t)] = _count(stats.support_coverage.covered, stats.support_coverage.total)
         plaus_t[str(t)] = share(stats.plausible)
         rare_t[str(t)] = _count(stats.rare_hits.covered, stats.rare_hits.total)
+        lower = bins[cells.plausible_rows(reference, bins, t - 1)] if t > 1 else bins
+        rare_of_plausible = cells.reference_tway_stats(reference, lower, t).rare_hits
+        plausible_rare_t[str(t)] = _count(rare_of_plausible.covered, rare_of_plausible.total)
     ref_unit, d_ref = reference.chamfer_points()
     return ReferenceMetrics(
         source=reference.summary.source,
@@ -323,6 +361,7 @@ def _reference_metrics(
         support_coverage_tway=support_t,
         plausibility_tway=plaus_t,
         rare_hits_tway=rare_t,
+        plausible_rare_hits_tway=plausible_rare_t,
         chamfer_coverage=geometry.chamfer_coverage(unit, ref_unit, d_ref),
     )
 

@@ -108,7 +108,10 @@ def contract_text() -> str:
     body = doc.split("A program's identity")[0].strip()
     allowed = ", ".join(sorted(programs.ALLOWED_MODULES - {"__future__"}))
     return (
-        f"{body}\n\nAllowed modules: {allowed}.\n"
+        f"{body}\n\nAllowed modules: {allowed} (each by its full name).\n"
+        "personaevo.generator_kit gives value_at(axis, u), traits_at(space, point), "
+        "persona(id, traits, description=None, profile=None) and "
+        "feasible_personas(space, points, n, prefix).\n"
         "The space object: space.context (text), space.axes (each with .name, .kind in "
         "{continuous, ordinal, categorical}, .low/.high for continuous axes, .values for "
         "the others, .low_anchor/.high_anchor), space.is_feasible(traits) -> bool, "

@@ -67,7 +67,7 @@ def build_report(
         ("objectives", ", ".join(files.objectives)),
         ("generations", str(last.gen)),
         ("evaluations", f"{total:,} ({failed:,} failed)"),
-        ("front", f"{len(data.fronts[data.generations[-1]])} programs"),
+        ("front", data.front_text()),
         ("front programs in the run", ", ".join(p.name for p in files.front)),
     ]
     sections = [

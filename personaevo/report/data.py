@@ -62,6 +62,22 @@ class ReportData:
     export: ExportData | None
     notes: list[str] = field(default_factory=list)
 
+    def front_size(self) -> tuple[int, int]:
+        """``(distinct objective vectors, programs)`` on the final front. The run keeps one
+        program per objective vector (``front/*.py``, ``evolve``'s "front of N"); programs
+        that tie with it are counted apart."""
+        front = self.points[self.fronts[self.generations[-1]]]
+        distinct = len(np.unique(front, axis=0)) if len(front) else 0
+        return distinct, len(front)
+
+    def front_text(self) -> str:
+        """The final front as ``evolve`` counts it, with the tied programs beside it."""
+        distinct, programs = self.front_size()
+        text = f"{distinct} distinct objective vectors"
+        if programs > distinct:
+            text += f" ({programs} programs, ties included)"
+        return text
+
 
 def non_dominated(points: np.ndarray) -> np.ndarray:
     """Indices of the rows no other row dominates (all >= and one >; larger is better)."""

@@ -9,6 +9,7 @@ See :class:`Sandbox`, :class:`RunResult`, :class:`FailureKind` and ``docs/sandbo
 """
 
 from personaevo.sandbox._child import LLMError
+from personaevo.sandbox._leases import sweep_abandoned_directories
 from personaevo.sandbox.models import (
     DEFAULT_CPU_MS_PER_PERSONA,
     FailureKind,
@@ -32,4 +33,5 @@ __all__ = [
     "Sandbox",
     "SandboxLimits",
     "Validator",
+    "sweep_abandoned_directories",
 ]

@@ -32,6 +32,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from personaevo.sandbox import _linux
+from personaevo.sandbox._seccomp import CompiledFilter
 
 RESULT_FD = 3
 RPC_FD = 4
@@ -47,6 +48,7 @@ class ChildContext:
     uid: int | None
     in_pid_namespace: bool
     repo_root: str
+    syscall_filter: CompiledFilter | None = None
 
 
 class LLMError(RuntimeError):
@@ -157,6 +159,8 @@ def _confine(job: dict[str, Any], fds: list[int], workdir: str, ctx: ChildContex
     _linux.prctl(_linux.PR_SET_PDEATHSIG, signal.SIGKILL)  # after setuid, which clears it
     if os.getppid() != job["zygote_pid"]:  # the zygote died before we armed the signal
         raise RuntimeError("sandbox worker exited during start-up")
+    if ctx.syscall_filter is not None:
+        ctx.syscall_filter.install()  # last: the set-up above needs prctl and setuid
 
 
 # --------------------------------------------------------------------------- running

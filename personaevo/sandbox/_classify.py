@@ -19,6 +19,42 @@ MAX_PROBLEMS = 50
 _MEMORY_SIGNALS = {signal.SIGKILL, signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS}
 
 
+PARSE_COST_FACTOR = 6
+"""Parsing a result may cost the host at most this many times the bytes written (by
+:func:`parse_cost_bound`)... Compact JSON personas cost CPython 3.7-4x their bytes once
+parsed (and ~5x at the peak, with the decoded text), so 6 passes every real program's
+output while a flood of small values (24x and more) is refused before it is parsed."""
+PARSE_COST_FLOOR = 16 << 20
+"""... plus this much (so that small results, whatever their shape, always parse)."""
+
+
+def parse_cost_bound(data: bytes | bytearray) -> int:
+    """An upper estimate of the host memory (bytes) that ``json.loads(data)`` would take,
+    from byte counts alone (C speed, nothing is built): every ``{`` a dict (72 bytes with
+    its slot in the parent), every ``[`` a list (64), every ``,`` one more value (40: a
+    float or an int object and its slot), every string that is not a key (``"``'s not
+    followed by ``:``) a str object (56), and the text itself. Brackets and commas inside
+    strings are counted too, so this errs on the high side. Measured on the seed
+    generators' output: about 3.6x their bytes, against a real cost of 3.7x; a list of
+    empty dicts (the "dict bomb") estimates 38x, its real cost 24x; a realistic persona
+    with floats, short strings and a sentence estimates 5.0x for a real 3.9x."""
+    quotes = data.count(b'"')
+    keys = data.count(b'":') + data.count(b'" :')
+    value_strings = max(0, quotes // 2 - keys)
+    return (
+        len(data)
+        + 72 * data.count(b"{")
+        + 64 * data.count(b"[")
+        + 40 * data.count(b",")
+        + 56 * value_strings
+    )
+
+
+def parse_budget(size: int) -> int:
+    """The most host memory a result of ``size`` bytes may cost to parse."""
+    return PARSE_COST_FACTOR * size + PARSE_COST_FLOOR
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"non-finite number {name} is not JSON")
 
@@ -79,7 +115,7 @@ def _structure_problems(persona: Any, seen: set[Any]) -> list[str]:
 class Outcome:
     """Everything the host observed about one run, before classification."""
 
-    result: bytes = b""
+    result: bytes | bytearray = b""
     output_too_large: bool = False
     timed_out: bool = False
     worker_died: bool = False
@@ -123,7 +159,17 @@ def classify(
 
     doc: Any = None
     parse_error = ""
+    too_costly = ""
     if outcome.result and not outcome.output_too_large:
+        cost, budget = parse_cost_bound(outcome.result), parse_budget(len(outcome.result))
+        if cost > budget:
+            too_costly = (
+                f"the result ({len(outcome.result):,} bytes) would take about "
+                f"{cost / (1 << 20):,.0f} MB to parse in the host, over the "
+                f"{budget / (1 << 20):,.0f} MB allowed ({PARSE_COST_FACTOR}x its size + "
+                f"{PARSE_COST_FLOOR >> 20} MB): too many small values"
+            )
+    if outcome.result and not outcome.output_too_large and not too_costly:
         try:
             doc = parse_strict(outcome.result)
         except (ValueError, RecursionError, UnicodeDecodeError) as exc:
@@ -149,6 +195,8 @@ def classify(
         return fail(
             FailureKind.OUTPUT_TOO_LARGE, f"result exceeded the {limits.output_mb} MB output limit"
         )
+    if too_costly and not outcome.timed_out:
+        return fail(FailureKind.OUTPUT_TOO_LARGE, too_costly)
     if outcome.timed_out and not finished:
         return fail(FailureKind.TIMEOUT, f"wall-clock limit of {limits.wall_seconds:g}s exceeded")
     if doc is not None and doc["status"] == "error":

@@ -24,6 +24,7 @@ MS_REMOUNT = 32
 MS_NOATIME = 1024
 MS_NODIRATIME = 2048
 MS_BIND = 4096
+MS_MOVE = 8192
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
 MS_RELATIME = 1 << 21
@@ -158,67 +159,3 @@ def blocking_ancestor(path: str) -> str | None:
             return None
         current = os.path.join(current, part)
     return None
-
-
-def _mask_and_expose(expose: list[str], mask: list[str]) -> list[str]:
-    """Cover each directory that blocks (or, for ``mask``, hides) an ``expose`` path with an
-    empty tmpfs, then bind-mount the exposed subtrees back at their usual paths."""
-    notes = []
-    groups: dict[str, list[str]] = {m: [] for m in mask if os.path.isdir(m) and m != "/"}
-    for path in sorted({os.path.realpath(p) for p in expose if os.path.isdir(p)}):
-        owner = next((m for m in groups if path.startswith(m.rstrip("/") + "/")), None)
-        owner = owner or blocking_ancestor(path)
-        if owner is None:
-            continue
-        if owner == path:
-            notes.append(f"{path} is not searchable by other users; left as is")
-            continue
-        groups.setdefault(owner, []).append(path)
-    for owner, paths in groups.items():
-        tops = [p for p in paths if not any(p.startswith(q + "/") for q in paths if q != p)]
-        handles = [(p, os.open(p, os.O_PATH | os.O_DIRECTORY)) for p in tops]
-        try:
-            mount("tmpfs", owner, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64k")
-            for path, fd in handles:
-                os.makedirs(path, mode=0o755, exist_ok=True)
-                mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC, None)
-        finally:
-            for _, fd in handles:
-                os.close(fd)
-        notes.append(f"{owner} hidden; re-exposed: {', '.join(tops) or 'nothing'}")
-    return notes
-
-
-def isolate_filesystem(
-    workdir_root: str,
-    workdir_mb: int,
-    fresh_proc: bool,
-    expose: list[str],
-    mask: list[str],
-) -> list[str]:
-    """Inside a *new* mount namespace: make every mount read-only, then mount a private
-    tmpfs (root-owned, mode 0755) at ``workdir_root`` for working directories.
-
-    ``fresh_proc`` mounts a /proc of the (new) PID namespace first, hiding host processes.
-    Directories in ``mask``, and those that keep other users from reaching an ``expose``
-    path (the interpreter, site-packages, the project), are replaced by empty tmpfs with
-    just the ``expose`` subtrees bound back. Returns notes on what was done or could not
-    be. Never call this outside a new mount namespace: it would change the host's mounts.
-    """
-    mount(None, "/", None, MS_REC | MS_PRIVATE, None)
-    if fresh_proc:
-        mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
-    old_umask = os.umask(0o022)
-    try:
-        notes = _mask_and_expose(expose, mask)
-    finally:
-        os.umask(old_umask)
-    for target, flags in mount_points():
-        try:
-            mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | flags, None)
-        except OSError as exc:
-            notes.append(f"could not make {target} read-only: {exc.strerror}")
-    os.makedirs(workdir_root, exist_ok=True)
-    opts = f"mode=0755,size={workdir_mb}m,nr_inodes=16384"
-    mount("tmpfs", workdir_root, "tmpfs", MS_NOSUID | MS_NODEV, opts)
-    return notes

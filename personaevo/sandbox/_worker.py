@@ -20,6 +20,7 @@ from typing import Any
 from personaevo.programs import GeneratorProgram
 from personaevo.sandbox import _proto
 from personaevo.sandbox._classify import Outcome, parse_strict
+from personaevo.sandbox._leases import SlotLease
 from personaevo.sandbox.models import Isolation, SandboxLimits, Validator
 
 REPO_ROOT = str(Path(__file__).resolve().parents[2])
@@ -105,8 +106,12 @@ class JobIO:
 class Worker:
     """One zygote process and the host-side logic to run jobs on it."""
 
-    def __init__(self, slot: int, config: dict[str, Any], log_dir: str) -> None:
+    def __init__(
+        self, slot: int, config: dict[str, Any], log_dir: str, lease: SlotLease | None = None
+    ) -> None:
         self.slot = slot
+        self.lease = lease
+        """The machine-wide uid slot; its lock is passed to the zygote, which keeps it."""
         self.config = {**config, "slot": slot}
         self.log_path = os.path.join(log_dir, f"zygote-{slot}.log")
         self.proc: subprocess.Popen[bytes] | None = None
@@ -139,7 +144,7 @@ class Worker:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=log,
-                pass_fds=[zygote_end.fileno()],
+                pass_fds=[zygote_end.fileno()] + ([self.lease.fd] if self.lease else []),
                 start_new_session=True,
             )
         zygote_end.close()
@@ -343,7 +348,7 @@ class Worker:
             sel.close()
             for r, _ in pipes:
                 os.close(r)
-        out.result = bytes(result)
+        out.result = result  # no copy: parsed as it is
 
     def _send_kill(self) -> None:
         if self.sock is not None:

@@ -32,8 +32,9 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from personaevo.sandbox import _linux, _proto
+from personaevo.sandbox import _linux, _proto, _rootfs
 from personaevo.sandbox._child import ChildContext, run_child
+from personaevo.sandbox._seccomp import CompiledFilter, SyscallFilter
 
 
 @dataclass
@@ -44,17 +45,6 @@ class _State:
     job_root: str
     remove_job_root: bool
     hello: dict[str, Any] = field(default_factory=dict)
-
-
-def _workdir_root(expose: list[str]) -> str:
-    """Where the private tmpfs of working directories goes: /tmp, unless the project or
-    its interpreter lives below it (a checkout in a temporary folder), which a tmpfs there
-    would hide; then the first existing alternative that hides nothing exposed."""
-    real = [os.path.realpath(p) for p in expose]
-    for root in ("/tmp", "/var/tmp", "/dev/shm", "/run", "/mnt"):
-        if os.path.isdir(root) and not any(p == root or p.startswith(root + "/") for p in real):
-            return root
-    return "/tmp"
 
 
 def _setup(cfg: dict[str, Any], sock: socket.socket) -> _State:
@@ -87,14 +77,14 @@ def _setup(cfg: dict[str, Any], sock: socket.socket) -> _State:
     in_pid_ns = ns.pid and os.getpid() == 1
     mount_ok = False
     job_root = os.path.join(cfg["base_dir"], f"worker-{cfg['slot']}")
-    expose = _needed_paths(cfg["repo_root"])
+    expose = _rootfs.exposed_paths(os.path.join(cfg["repo_root"], "personaevo"))
     if ns.mount and os.readlink("/proc/self/ns/mnt") != cfg["host_mount_ns"]:
-        mask = [cfg["home"]] if ns.user and cfg.get("home") else []  # same uid as the host
-        root = _workdir_root(expose)
+        staging = os.path.join(cfg["base_dir"], f"root-{cfg['slot']}")
         try:
-            notes += _linux.isolate_filesystem(
-                root, int(cfg["workdir_mb"]), in_pid_ns, expose, mask
+            root, more = _rootfs.enter_allow_listed_root(
+                staging, expose, int(cfg["workdir_mb"]), in_pid_ns
             )
+            notes += more
             job_root, mount_ok = root, True
         except OSError as exc:
             notes.append(f"filesystem isolation failed: {exc}")
@@ -109,12 +99,23 @@ def _setup(cfg: dict[str, Any], sock: socket.socket) -> _State:
     if uid is None and cfg["isolation"] == "auto":
         notes.append("programs run under the host's uid (no root): RLIMIT_NPROC not applied")
 
+    syscall_filter = None
+    if cfg["isolation"] == "auto":
+        syscall_filter, note = _syscall_filter()
+        if note:
+            notes.append(note)
+
     gc.collect()
     gc.freeze()  # children then do not dirty the shared pages of pre-imported objects
     state = _State(
         sock=sock,
         reader=_proto.FrameReader(),
-        child=ChildContext(uid=uid, in_pid_namespace=in_pid_ns, repo_root=cfg["repo_root"]),
+        child=ChildContext(
+            uid=uid,
+            in_pid_namespace=in_pid_ns,
+            repo_root=cfg["repo_root"],
+            syscall_filter=syscall_filter,
+        ),
         job_root=job_root,
         remove_job_root=not mount_ok,
     )
@@ -126,6 +127,7 @@ def _setup(cfg: dict[str, Any], sock: socket.socket) -> _State:
             "ipc": ns.ipc,
             "user_namespace": ns.user,
             "uid": uid,
+            "syscall_filter": syscall_filter is not None,
             "notes": notes,
         },
         "preload_errors": preload_errors,
@@ -133,11 +135,32 @@ def _setup(cfg: dict[str, Any], sock: socket.socket) -> _State:
     return state
 
 
-def _needed_paths(repo_root: str) -> list[str]:
-    """Directories programs must be able to read: the interpreter, its paths, the project."""
-    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, repo_root}
-    paths.update(p for p in sys.path if os.path.isabs(p))
-    return sorted(p for p in paths if p and os.path.isdir(p))
+def _syscall_filter() -> tuple[CompiledFilter | None, str]:
+    """The compiled syscall filter, checked in a throw-away child: the kernel must accept
+    it and refuse what it refuses. (None, why) when libseccomp or the kernel will not."""
+    try:
+        compiled = SyscallFilter().compile()
+    except OSError as exc:
+        return None, f"no syscall filter: {exc}"
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            _linux.prctl(_linux.PR_SET_NO_NEW_PRIVS, 1)
+            compiled.install()
+            try:
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM).close()
+                code = 2  # installed but not enforced
+            except PermissionError:
+                code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        why = "not enforced" if code == 2 else "refused by the kernel"
+        return None, f"no syscall filter: seccomp {why} (probe exit {code})"
+    return compiled, ""
 
 
 def _children() -> list[int]:

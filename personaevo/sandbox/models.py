@@ -78,6 +78,8 @@ class SandboxLimits(BaseModel):
 class FailureKind(StrEnum):
     """Why a run did not produce valid personas (values are stable strings)."""
 
+    UNREADABLE = "unreadable"
+    """The program file cannot be read, or is not UTF-8 text (found before running)."""
     SYNTAX_ERROR = "syntax_error"
     """The source does not parse or compile."""
     CONTRACT_VIOLATION = "contract_violation"
@@ -134,6 +136,8 @@ class Isolation(BaseModel):
     """Namespaces were created through an unprivileged user namespace (not root)."""
     uid: int | None = None
     """Unprivileged uid the program runs as, or None when it keeps the host's uid."""
+    syscall_filter: bool = False
+    """A seccomp filter (libseccomp) refuses the syscalls a generator never needs."""
     notes: list[str] = Field(default_factory=list)
 
 

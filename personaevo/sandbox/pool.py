@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import pickle
 import queue
-import shutil
-import tempfile
 import threading
 import time
 import weakref
@@ -14,8 +12,16 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Literal
 
+from personaevo.program_imports import PROGRAM_MODULES
 from personaevo.programs import ContractError, GeneratorProgram, ast_hash, load_program
 from personaevo.sandbox._classify import classify
+from personaevo.sandbox._leases import (
+    OwnedDirectory,
+    SlotLease,
+    acquire_slot,
+    create_owned_directory,
+    sweep_abandoned_directories,
+)
 from personaevo.sandbox._worker import REPO_ROOT, JobSpec, Worker, WorkerDiedError
 from personaevo.sandbox.models import (
     FailureKind,
@@ -48,19 +54,27 @@ DEFAULT_PRELOAD: tuple[str, ...] = (
     "statistics",
     "string",
     "typing",
+    *sorted(m for m in PROGRAM_MODULES if m != "__future__"),
 )
-"""Modules every worker imports once, so programs do not pay for them."""
+"""Modules every worker imports once, so programs do not pay for them: every module a
+program may import is among them, so that none has to be found on disk after the
+worker entered its allow-listed filesystem."""
 
-DEFAULT_UID_BASE = 2_900_000_000
-"""Worker ``i`` runs programs as uid/gid ``DEFAULT_UID_BASE + i`` (when started as root)."""
+DEFAULT_UID_BASE = 2_901_000_000
+"""As root, a worker runs programs as uid/gid ``DEFAULT_UID_BASE + K``, ``K`` a slot that no
+other live worker on the machine holds (:mod:`personaevo.sandbox._leases`). The range is
+disjoint from the one of versions without slots (2,900,000,000 + worker index), so that
+an older version running on the same machine never shares a uid with this one."""
 
 Isolating = Literal["auto", "none"]
 
 
-def _shutdown(workers: list[Worker], base_dir: str) -> None:
+def _shutdown(workers: list[Worker], base_dir: OwnedDirectory, leases: list[SlotLease]) -> None:
     for worker in workers:
         worker.stop()
-    shutil.rmtree(base_dir, ignore_errors=True)
+    for lease in leases:
+        lease.release()
+    base_dir.remove()
 
 
 class Sandbox:
@@ -92,8 +106,19 @@ class Sandbox:
             raise ValueError("workers must be >= 1")
         self.limits = limits or SandboxLimits()
         self._start_timeout = start_timeout
-        self._base_dir = tempfile.mkdtemp(prefix="personaevo-sandbox-")
+        sweep_abandoned_directories()
+        self._owned_dir = create_owned_directory()
+        self._base_dir = self._owned_dir.path
         os.chmod(self._base_dir, 0o711)
+        # Programs run as uid_base + K for a slot K held machine-wide (only as root).
+        own_uids = isolation != "none" and os.geteuid() == 0
+        self._leases: list[SlotLease] = []
+        try:
+            if own_uids:
+                self._leases = [acquire_slot() for _ in range(workers)]
+        except BaseException:
+            _shutdown([], self._owned_dir, self._leases)
+            raise
         config = {
             "isolation": isolation,
             "preload": list(preload),
@@ -102,13 +127,16 @@ class Sandbox:
             "workdir_mb": self.limits.workdir_mb,
             "repo_root": REPO_ROOT,
             "host_mount_ns": os.readlink("/proc/self/ns/mnt"),
-            "home": os.path.expanduser("~"),
         }
         self._workers = []
-        for slot in range(workers):
-            cfg = dict(config, uid=None if config["uid"] is None else uid_base + slot)
-            self._workers.append(Worker(slot, cfg, self._base_dir))
-        self._finalizer = weakref.finalize(self, _shutdown, self._workers, self._base_dir)
+        for index in range(workers):
+            lease = self._leases[index] if self._leases else None
+            uid = None if config["uid"] is None or lease is None else uid_base + lease.slot
+            cfg = dict(config, uid=uid)
+            self._workers.append(Worker(index, cfg, self._base_dir, lease))
+        self._finalizer = weakref.finalize(
+            self, _shutdown, self._workers, self._owned_dir, self._leases
+        )
         try:
             for worker in self._workers:
                 worker.spawn()
@@ -146,6 +174,11 @@ class Sandbox:
     def worker_pids(self) -> list[int | None]:
         """Host pids of the workers' zygote process groups (for monitoring and tests)."""
         return [w.pid for w in self._workers]
+
+    def worker_uids(self) -> list[int | None]:
+        """The uid each worker runs programs as (None: the host's): one per machine-wide
+        slot, so no two live workers on the machine share one."""
+        return [w.isolation.uid for w in self._workers]
 
     # ------------------------------------------------------------------ running
 

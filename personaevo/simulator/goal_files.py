@@ -20,6 +20,10 @@ scenarios with the UGST items added::
 Every field but ``id``, ``instructions.reason_for_call`` and one task objective is optional.
 A plain string is accepted wherever an item or unknown-info object is expected.
 
+**A tau2-bench task file** (``tasks.json``: tasks with a ``user_scenario``, or bare user
+scenarios) is a goal file too, told apart by its shape or by ``tau2:`` before the path;
+each task becomes a goal (:mod:`personaevo.simulator.tau2`).
+
 **Goal template** (YAML or JSON): goals composed per persona::
 
     variables:                      # seeded per persona
@@ -79,7 +83,8 @@ def _resolve(path: str | Path) -> Path:
     raise FileFieldError(path, "(file)", "no such goal file")
 
 
-def _read(path: Path) -> Any:
+def read_goal_data(path: Path) -> Any:
+    """The parsed content of a goal file: JSONL line by line, else JSON or YAML."""
     if path.suffix == ".jsonl":
         rows = []
         for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
@@ -95,9 +100,17 @@ def _read(path: Path) -> Any:
 
 def load_goals(path: str | Path) -> list[UserGoal]:
     """Every goal in a goal file (or a built-in one by name); all problems are reported
-    together as ``FILE: goals[i].FIELD: REASON``."""
+    together as ``FILE: goals[i].FIELD: REASON``. A tau2-bench task file (``tau2:PATH``,
+    or any file of tau2's shape) gives its tasks as goals
+    (:func:`personaevo.simulator.tau2.read_tau2_tasks`)."""
+    from personaevo.simulator.tau2 import PREFIX, is_tau2_data, read_tau2_tasks
+
+    if str(path).startswith(PREFIX):
+        return read_tau2_tasks(path)
     path = _resolve(path)
-    data = _read(path)
+    data = read_goal_data(path)
+    if is_tau2_data(data):
+        return read_tau2_tasks(path)
     if isinstance(data, dict) and "goals" in data:
         data = data["goals"]
     if isinstance(data, dict) and "templates" in data:
@@ -156,7 +169,7 @@ class GoalTemplate(BaseModel):
     @classmethod
     def load(cls, path: str | Path) -> GoalTemplate:
         path = _resolve(path)
-        data = _read(path)
+        data = read_goal_data(path)
         if not isinstance(data, dict) or "templates" not in data:
             raise FileFieldError(path, "templates", "a goal template needs a `templates` list")
         try:
@@ -265,13 +278,28 @@ def goals_for_profiles(
     return chosen
 
 
+def profiles_for_goals(
+    goals: list[UserGoal], profiles: list[Profile], seed: int = 0
+) -> list[Profile]:
+    """One profile per goal: the profiles in a seeded order, dealt out in turn (every
+    profile is used once before any is used twice)."""
+    if not profiles:
+        raise InputError("no personas to pair with the goals")
+    if not goals:
+        raise InputError("no goals to pair with the personas")
+    order = np.random.default_rng([seed, len(profiles)]).permutation(len(profiles))
+    return [profiles[int(order[k % len(profiles)])] for k in range(len(goals))]
+
+
 def load_goal_source(path: str | Path | None) -> tuple[list[UserGoal] | None, GoalTemplate | None]:
-    """A goal file or a goal template (told apart by its ``templates`` key); ``None`` means
-    the built-in template."""
+    """A goal file, a tau2-bench task file or a goal template (told apart by its
+    ``templates`` key); ``None`` means the built-in template."""
     if path is None:
         return None, GoalTemplate.load(builtin_goal_path("template"))
+    if str(path).startswith("tau2:"):
+        return load_goals(path), None
     resolved = _resolve(path)
-    data = _read(resolved)
+    data = read_goal_data(resolved)
     if isinstance(data, dict) and "templates" in data:
         return None, GoalTemplate.load(resolved)
     return load_goals(resolved), None

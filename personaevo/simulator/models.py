@@ -1,6 +1,8 @@
 """Opening the models a simulator, agent or judge runs on, from a command-line spec.
 
 * ``tiny``: the project's tiny model (built into the user cache on first use);
+* ``smollm2``, ``gemma3-270m``: a pretrained model shipped in a package, converted into
+  the user cache on first use (:mod:`personaevo.llm.packaged`), then loaded as a folder;
 * a local model folder, or ``transformers:PATH``: loaded in this process
   (:class:`~personaevo.simulator.policy.PolicyLLM`, the same generation code training uses
   for its rollouts, on the GPU when there is one);
@@ -16,6 +18,7 @@ from pathlib import Path
 
 from personaevo.errors import InputError
 from personaevo.llm import LLM, SamplingParams
+from personaevo.llm.packaged import is_packaged_model, packaged_model_folder
 from personaevo.simulator.agents import Agent, LLMAgent, ScriptedAgent
 from personaevo.simulator.judges import Judge, LLMJudge, RuleJudge
 
@@ -25,6 +28,9 @@ REMOTE_PREFIXES = ("openai:", "vllm:", "replay:")
 def check_model_spec(spec: str) -> None:
     """Raise :class:`InputError` when a spec cannot name a model (nothing is loaded)."""
     if spec == "tiny" or spec.startswith(REMOTE_PREFIXES):
+        return
+    if is_packaged_model(spec) and not Path(spec).exists():
+        packaged_model_folder(spec)  # its package is installed (else: the pip command)
         return
     path = Path(spec.removeprefix("transformers:")).expanduser()
     if not path.exists():
@@ -43,6 +49,12 @@ def open_model(spec: str, model_name: str | None = None) -> LLM:
 
         llm = PolicyLLM.from_pretrained(tiny_model_path())
         llm.name = "tiny"
+        return llm
+    if is_packaged_model(spec) and not Path(spec).exists():
+        from personaevo.llm.packaged import packaged_model_path
+
+        llm = PolicyLLM.from_pretrained(packaged_model_path(spec))
+        llm.name = spec
         return llm
     if spec.startswith(REMOTE_PREFIXES):
         try:

@@ -40,6 +40,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from personaevo.bounds import MAX_SEED
 from personaevo.errors import InputError
 from personaevo.llm import SamplingParams
 from personaevo.personas import write_personas
@@ -62,7 +63,10 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field(description="Local model folder, or 'tiny' for the project's tiny model.")
+    model: str = Field(
+        description="Local model folder, 'tiny' for the project's tiny model, or a packaged "
+        "model's name (smollm2, gemma3-270m)."
+    )
     personas: str | None = Field(None, description="Persona JSONL file (or an export).")
     run: str | None = Field(None, description="Evolution run directory (its front programs).")
     space: str | None = Field(None, description="Space the persona file is validated against.")
@@ -99,7 +103,7 @@ class TrainConfig(BaseModel):
     save_steps: int | None = Field(None, ge=1, description="Default: refresh_every.")
     n_per_program: int = Field(20, ge=1, description="Personas per front program (--run).")
     vllm: Literal["auto", "on", "off"] = "auto"
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
 
     @field_validator("loss_type")
     @classmethod
@@ -135,11 +139,16 @@ class TrainConfig(BaseModel):
 
 
 def resolve_model(model: str) -> Path:
-    """A model folder: ``tiny`` is the project's tiny model (built on first use)."""
+    """A model folder: ``tiny`` is the project's tiny model (built on first use), a
+    packaged model's name its converted folder (converted on first use)."""
     if model == "tiny":
         from personaevo.llm.tiny import tiny_model_path
 
         return tiny_model_path()
+    from personaevo.llm.packaged import is_packaged_model, packaged_model_path
+
+    if is_packaged_model(model) and not Path(model).exists():
+        return packaged_model_path(model)
     path = Path(model.removeprefix("transformers:")).expanduser()
     if not path.exists():
         raise InputError(f"--model {model}: no such model folder")

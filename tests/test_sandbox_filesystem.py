@@ -1,0 +1,64 @@
+"""The sandbox's filesystem is an allow-list: the interpreter's files, a private tmpfs and
+its own /proc; none of the host's files (``/etc``, the checkout, other runs' files)."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from personaevo.programs import load_program
+from personaevo.sandbox import Sandbox, SandboxLimits
+
+HOSTILE = Path(__file__).parent / "hostile"
+REPO = Path(__file__).resolve().parent.parent
+LIMITS = SandboxLimits(wall_seconds=20, cpu_seconds=20)
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Sandbox:
+    with Sandbox(workers=1, limits=LIMITS) as sb:
+        if not sb.isolation.mount:
+            pytest.skip(f"no mount namespace here: {sb.isolation.notes}")
+        yield sb
+
+
+def _probe(sandbox: Sandbox, read=(), listed=(), imports=()) -> dict:
+    program = load_program(HOSTILE / "read_host_files.py", check=False)
+    space = {"read": list(read), "list": list(listed), "import": list(imports)}
+    result = sandbox.run(program, space, 1, 0)
+    assert result.ok, result.message + result.traceback
+    return result.personas[0]["traits"]
+
+
+def test_host_files_cannot_be_read(sandbox: Sandbox, tmp_path: Path) -> None:
+    other_run = Path("/tmp") / f"personaevo-test-{uuid.uuid4().hex}" / "config.yaml"
+    other_run.parent.mkdir()
+    other_run.write_text("secret: another run's configuration\n")
+    mine = tmp_path / "personas.jsonl"
+    mine.write_text('{"id": 1}\n')
+    try:
+        paths = ["/etc/passwd", "/etc/hostname", str(REPO / "README.md"), str(other_run), str(mine)]
+        seen = _probe(sandbox, read=paths)
+    finally:
+        other_run.unlink()
+        other_run.parent.rmdir()
+    assert {p: seen[p] for p in paths} == {p: "FileNotFoundError" for p in paths}
+
+
+def test_only_the_allow_list_is_visible(sandbox: Sandbox) -> None:
+    seen = _probe(sandbox, listed=["/", "/dev", "/etc", str(REPO)])
+    assert set(seen["/"]) <= {"bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc",
+                              "sbin", "tmp", "var", "sandbox-work", "usr", "root", "home",
+                              "work", "opt", "srv", "mnt"}  # fmt: skip
+    assert "sys" not in seen["/"] and "boot" not in seen["/"]
+    assert seen["/dev"] == ["null", "zero"]  # no urandom, shm, tty, ptmx
+    assert seen["/etc"] == ["ld.so.cache"]
+    assert seen[str(REPO)] == ["personaevo"]  # the package, not the checkout
+
+
+def test_the_scientific_stack_still_imports(sandbox: Sandbox) -> None:
+    modules = ["numpy", "scipy", "scipy.stats", "sklearn", "sklearn.ensemble", "scipy.signal"]
+    seen = _probe(sandbox, imports=modules)
+    assert {m: seen[m] for m in modules} == {m: "imported" for m in modules}
