@@ -18,13 +18,15 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from personaevo.errors import FileFieldError, InputError
-from personaevo.evaluate import Evaluation
+from personaevo.evolution.checkpoint import EvaluationRecord
 from personaevo.evolution.config import EvolveConfig
 from personaevo.programs import ContractError, GeneratorProgram, load_program
 from personaevo.reference import ReferencePopulation
 from personaevo.spaces import TraitSpace, resolve_space
 
 M = TypeVar("M", bound=BaseModel)
+
+__all__ = ["EvaluationRecord", "LogbookRow", "RunFiles", "open_run", "read_jsonl"]
 
 
 class LLMAccounting(BaseModel):
@@ -50,18 +52,6 @@ class LogbookRow(BaseModel):
     mean: list[float] = []
     failures: dict[str, int] | None = None
     llm: LLMAccounting | None = None
-
-
-class EvaluationRecord(BaseModel):
-    """One line of ``evaluations.jsonl``."""
-
-    hash: str
-    name: str
-    generation: int
-    island: int
-    operator: str
-    parents: list[str] = []
-    evaluation: Evaluation
 
 
 @dataclass
@@ -138,7 +128,7 @@ def open_run(path: str | Path) -> RunFiles:
             f"{root}: no config.yaml: not a personaevo run directory "
             "(made by `personaevo evolve --out DIR`)"
         )
-    config = EvolveConfig.load(config_path)
+    config = EvolveConfig.load_run(root)
     try:
         space = resolve_space(config.space)
     except InputError as err:

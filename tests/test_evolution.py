@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import random
+import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -266,3 +270,146 @@ def test_children_are_made_as_the_evaluator_reads_them():
         [i.key for i in island] for island in eager.islands
     ]
     assert list(lazy.cache) == list(eager.cache)
+
+
+STAGES = ("evaluations", "logbook", "front", "previous", "checkpoint")
+
+
+def _evolve(*args: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "personaevo.cli", "evolve", *args],
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def _recorded_keys(run: Path) -> set[str]:
+    """The evaluations a run holds: committed and journaled."""
+    keys = {json.loads(x)["hash"] for x in _lines(run / "evaluations.jsonl") if x.endswith("}")}
+    return keys | {json.loads(x)["hash"] for x in _lines(run / "journal.jsonl") if x.endswith("}")}
+
+
+def test_kill_9_at_three_seeded_random_points_resumes_to_the_uninterrupted_run(
+    reference_run, tmp_path
+):
+    """Fault injection: the CLI run is killed with ``kill -9`` of its process group in the
+    middle of a generation (after a random number of returned evaluations), inside the
+    checkpoint write (the test hook, at a random generation and stage) and at a random
+    moment of a resumed process; each time it is resumed. It ends identical to the
+    uninterrupted run, and no evaluation that had returned before a kill ran again. A copy
+    made after the first kill, resumed with another number of workers, ends the same, and
+    resuming it leaves the original byte for byte as it was."""
+    from _run_state import file_bytes, run_state
+
+    _, reference = reference_run
+    rng = random.Random(19)
+    out = tmp_path / "run"
+    config = tmp_path / "run.yaml"
+    EvolveConfig(**{**SMALL, "out": str(out), "workers": 2}).save(config)
+    finished_log = tmp_path / "finished.log"
+    env = dict(os.environ, PERSONAEVO_TEST_EVALUATION_LOG=str(finished_log))
+    kills: list[tuple[int, set[str]]] = []  # (finished-log lines, evaluations kept)
+
+    def kill(proc: subprocess.Popen) -> None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        kills.append((len(_lines(finished_log)), _recorded_keys(out)))
+
+    # 1. mid-generation, after a random number of returned evaluations of generation 2+
+    proc = _evolve("--config", str(config), env=env)
+    wanted = rng.randint(1, 5)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        ckpt = out / "checkpoint.json"
+        started = ckpt.exists() and json.loads(ckpt.read_text())["generation"] >= 1
+        if started and len(_lines(out / "journal.jsonl")) >= wanted:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before the kill"
+    kill(proc)
+    assert _lines(out / "journal.jsonl"), "killed with no evaluation returned"
+
+    # a copy of the half-finished run, resumed elsewhere with one worker
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy, symlinks=True)
+    before = file_bytes(out)
+    resumed = _evolve("--resume", str(copy), "--workers", "1", env=env)
+    resumed.wait(timeout=300)
+    assert resumed.returncode == 0, resumed.stdout.read()
+    assert file_bytes(out) == before
+
+    # 2. inside the checkpoint write, at a random stage of a generation still to come
+    done = json.loads((out / "checkpoint.json").read_text())["generation"]
+    point = f"checkpoint:{rng.randint(done + 1, SMALL['generations'])}:{rng.choice(STAGES)}"
+    proc = _evolve("--resume", str(out), env={**env, "PERSONAEVO_TEST_KILL_AT": point})
+    proc.wait(timeout=300)
+    assert proc.returncode == -signal.SIGKILL, (point, proc.stdout.read())
+    kills.append((len(_lines(finished_log)), _recorded_keys(out)))
+
+    # 3. at a random moment of the next resumed process (Ray's start-up included)
+    proc = _evolve("--resume", str(out), env=env)
+    time.sleep(rng.uniform(2.0, 12.0))
+    if proc.poll() is None:
+        kill(proc)
+    else:
+        proc.wait()
+    final = _evolve("--resume", str(out), env=env)
+    output = final.communicate(timeout=300)[0]
+    assert final.returncode == 0, output
+
+    assert run_state(out) == run_state(reference.path), point
+    assert run_state(copy) == run_state(reference.path)
+    finished = _lines(finished_log)
+    for at, kept in kills:
+        again = kept & set(finished[at:])
+        assert not again, f"evaluated again after a kill: {sorted(again)[:3]}"
+
+
+def test_a_lost_node_costs_one_retry_and_the_pool_follows_the_cluster(reference_run, tmp_path):
+    """A real 2-node Ray cluster on this machine (token authentication on; in a network
+    namespace of its own where the machine allows, so it listens on 127.0.0.1 only). The
+    second node's raylet is killed with ``kill -9`` after generation 1 of a 10-generation
+    run: the run finishes with the front of an uninterrupted run, no generation slower
+    than 3x the median, saying once that the pool shrank. A pool short of a worker grows
+    back when a node joins, and a local run never joins the cluster even with
+    ``RAY_ADDRESS`` naming it. Nothing of the cluster is left running."""
+    from personaevo.evolution.local_cluster import in_private_network
+
+    _, reference = reference_run
+    extended = tmp_path / "extended"
+    shutil.copytree(reference.path, extended, symlinks=True)
+    run_evolution(
+        EvolveConfig(**{**SMALL, "generations": 10, "workers": 2, "out": str(extended)}),
+        resume=True,
+        log=lambda line: None,
+    )
+    out = tmp_path / "cluster-run"
+    config = tmp_path / "run.yaml"
+    EvolveConfig(**{**SMALL, "generations": 10, "workers": 2, "out": str(out)}).save(config)
+    result = tmp_path / "result.json"
+    command = [sys.executable, str(Path(__file__).with_name("_node_loss_scenario.py"))]
+    command += [str(config), str(result)]
+    scenario = subprocess.run(
+        in_private_network(command) or command, capture_output=True, text=True, timeout=600
+    )
+    assert result.exists(), scenario.stdout[-3000:] + scenario.stderr[-3000:]
+    seen = json.loads(result.read_text())
+    evolve = seen["evolve"]
+    assert evolve["rc"] == 0 and evolve["killed_at"] is not None, evolve["log"][-3000:]
+    assert _front(out) == _front(extended)
+    times = [json.loads(x)["time"] for x in (out / "logbook.jsonl").read_text().splitlines()]
+    durations = [b - a for a, b in itertools.pairwise(times)]
+    assert max(durations) <= 3 * statistics.median(durations), durations
+    assert evolve["log"].count("cannot be placed yet") == 1, evolve["log"][-3000:]
+    grow = seen["grow"]
+    assert grow["at_start"] == 1 and grow["at_end"] == 2, grow
+    assert grow["messages"][-1] == "evaluation pool: back to 2 of 2 workers", grow
+    assert seen["local"]["gcs_address"] != seen["local"]["cluster"]
+    assert seen["processes_before_stop"] > 0 and seen["left_behind"] == []

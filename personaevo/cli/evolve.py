@@ -24,38 +24,75 @@ from personaevo.cli._types import (
     share,
     worker_count,
 )
+from personaevo.errors import InputError
 
 
 def cmd_evolve(args: argparse.Namespace) -> int:
     from personaevo.evolution import EvolveConfig, run_evolution
 
+    overrides = {
+        key: value
+        for key, value in vars(args).items()
+        if key in EvolveConfig.model_fields and value not in (None, [])
+    }
+    llm = llm_config_from_args(args)
+    if llm is not None:
+        overrides["llm"] = llm
     if args.resume:
-        config = EvolveConfig.load(Path(args.resume) / "config.yaml")
+        # The run directory is the run: its config.yaml, with the flags given as requested
+        # changes (run_evolution refuses those that would change the result).
+        root = Path(args.resume)
+        _check_resume_flags(root, args, overrides)
+        config = EvolveConfig.load_run(root)
+        source = str(root / "config.yaml")
     else:
         config = EvolveConfig.load(args.config) if args.config else EvolveConfig()
-        overrides = {
-            key: value
-            for key, value in vars(args).items()
-            if key in EvolveConfig.model_fields and value not in (None, [])
-        }
-        llm = llm_config_from_args(args)
-        if llm is not None:
-            overrides["llm"] = llm
-        config = config_from_options(
-            EvolveConfig,
-            {**config.model_dump(), **overrides},
-            {field: option_name(field) for field in overrides},
-            source=args.config,
-        )
+        source = args.config
+    config = config_from_options(
+        EvolveConfig,
+        {**config.model_dump(), **overrides},
+        {field: option_name(field) for field in overrides},
+        source=source,
+    )
+    if args.resume:
+        config = config.model_copy(update={"out": str(Path(args.resume))})
     if console.is_terminal:  # a live panel; plain log lines when output is not a terminal
         with Live(console=console, refresh_per_second=4) as live:
-            evo, rundir, (space, _) = run_evolution(
-                config, resume=bool(args.resume), log=lambda line: live.update(Panel(line))
-            )
+
+            def show(line: str) -> None:
+                # progress replaces the panel; repairs and pool changes stay above it
+                if line.startswith("gen "):
+                    live.update(Panel(line))
+                else:
+                    live.console.print(line)
+
+            evo, rundir, (space, _) = run_evolution(config, resume=bool(args.resume), log=show)
     else:
         evo, rundir, (space, _) = run_evolution(config, resume=bool(args.resume), log=console.print)
     print_run_summary(evo, rundir, space, config, wide=args.wide)
+    kept = f", {evo.kept} kept from before an interruption" if evo.kept else ""
+    console.print(f"this session: {evo.evaluated_here} evaluations run{kept}")
     return 0
+
+
+def _check_resume_flags(root: Path, args: argparse.Namespace, overrides: dict) -> None:
+    """One-line refusals of what ``--resume`` cannot be combined with."""
+    if args.config:
+        raise InputError(
+            f"--config with --resume: the run's own {root / 'config.yaml'} is its "
+            f"configuration; give changes (--generations, --workers, --address) as flags"
+        )
+    if "out" in overrides and Path(overrides["out"]).resolve() != root.resolve():
+        raise InputError(
+            f"--out {overrides['out']} with --resume {root}: a resumed run writes only to "
+            f"its own directory; copy the directory there first and resume the copy"
+        )
+    if not (root / "config.yaml").is_file():
+        raise InputError(
+            f"{root}: no such run directory"
+            if not root.is_dir()
+            else f"{root}: no config.yaml: not a run directory made by personaevo evolve"
+        )
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -3,7 +3,8 @@
 from personaevo.evolution.config import EvolveConfig
 from personaevo.evolution.evaluator import RayEvaluator
 from personaevo.evolution.loop import Evolution, Individual
-from personaevo.evolution.run import RunDirectory, run_evolution
+from personaevo.evolution.run import run_evolution
+from personaevo.evolution.store import RunDirectory
 
 __all__ = [
     "Evolution",

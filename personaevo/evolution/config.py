@@ -116,5 +116,13 @@ class EvolveConfig(BaseModel):
         except ValidationError as err:
             raise FileFieldsError(path, validation_problems(err)) from None
 
+    @classmethod
+    def load_run(cls, root: str | Path) -> EvolveConfig:
+        """The configuration of the run in ``root`` (its ``config.yaml``) with ``out``
+        set to ``root``: the directory is the run, wherever it was moved or copied (a run
+        written before that rule names a directory in ``out:``; it is ignored)."""
+        config = cls.load(Path(root) / "config.yaml")
+        return config.model_copy(update={"out": str(root)})
+
     def save(self, path: str | Path) -> None:
         Path(path).write_text(yaml.safe_dump(self.model_dump(), sort_keys=False), encoding="utf-8")

@@ -12,8 +12,11 @@ questionnaire assessor asks it, and each evaluation carries the calls it cost
 (``Evaluation.llm_usage``). The embedding assessor's model is loaded once per actor.
 
 Faults: an evaluation that outlives ``eval_timeout`` plus a margin (a hung actor), or
-whose actor dies, is retried once on a fresh actor, then recorded as failed with kind
-``worker_lost``.
+whose actor dies, is retried once on another actor, then recorded as failed with kind
+``worker_lost``. The lost actor is replaced, but the replacement gets work only once it
+answers: when the cluster has no room for it (a node was lost), the pool goes on with the
+actors it has, says so once, and grows back when the replacement is placed (a node
+joined). A lost node therefore costs at most one retry of each evaluation it was running.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ import ray
 from personaevo.assess import check_assessable, make_assessor
 from personaevo.errors import InputError
 from personaevo.evaluate import Evaluation, generator_space, score_run
+from personaevo.evolution.cluster import connect
+from personaevo.evolution.faults import log_finished_evaluation
 from personaevo.llm.base import LLM, Message, ProgramLLM, SamplingParams
 from personaevo.llm.config import LLMConfig
 from personaevo.programs import GeneratorProgram
@@ -44,6 +49,8 @@ CLOSE_ACTOR_SECONDS = 30.0
 CLOSE_LOST_ACTOR_SECONDS = 2.0
 """How long a hung or dead actor gets to close its sandbox before it is replaced."""
 PIPELINE_DEPTH = 2
+PLACEMENT_GRACE_SECONDS = 5.0  # a worker not placed by then, on a cluster too small: say so
+MAX_FAILED_STARTS = 3  # replacements that died starting, in a row, before a slot is dropped
 
 
 LLMSpec = LLMConfig | Callable[[], LLM]
@@ -122,6 +129,7 @@ class _Actor:
         )
         if self.llm is not None:
             evaluation.llm_usage = self.llm.usage_snapshot() - before
+        log_finished_evaluation(key)
         return evaluation.model_dump(mode="json")
 
     def pid(self) -> int:
@@ -146,13 +154,31 @@ class _Task:
 
 
 @dataclass
+class _Slot:
+    """One place in the pool: its actor and whether that actor has answered yet."""
+
+    actor: object
+    ping: object = None  # the readiness call while the actor is starting; None once ready
+    since: float = 0.0  # when the actor was made
+    failed_starts: int = 0
+    reported_missing: bool = False
+    lane: deque = field(default_factory=deque)
+
+    @property
+    def ready(self) -> bool:
+        return self.ping is None
+
+
+@dataclass
 class RayEvaluator:
     """A pool of evaluation actors on a (local or remote) Ray cluster.
 
     ``evaluate(tasks)`` takes ``(key, source, name)`` triples and returns
     ``{key: Evaluation}``; results do not depend on which actor ran what. A program run
     may take ``eval_timeout`` wall-clock seconds and ``cpu_seconds`` of its own CPU time
-    (default: ``eval_timeout``)."""
+    (default: ``eval_timeout``). ``on_result(key, evaluation)`` is called for each result
+    the moment it returns (the run directory's journal); ``log`` gets the pool's changes
+    (shrunk after a lost node, grown back), also kept in ``pool_messages``."""
 
     space: TraitSpace
     reference: ReferencePopulation | None
@@ -165,15 +191,20 @@ class RayEvaluator:
     address: str | None = None
     assess: str = "explicit"
     llm: LLMSpec | None = None
+    on_result: Callable[[str, Evaluation], None] | None = None
+    log: Callable[[str], None] | None = None
+    placement_grace: float = PLACEMENT_GRACE_SECONDS
     restarts: int = 0
-    _actors: list = field(default_factory=list)
+    pool_messages: list[str] = field(default_factory=list)
+    _slots: list[_Slot] = field(default_factory=list)
     _started_ray: bool = False
 
     @classmethod
     def from_config(
-        cls, config, space: TraitSpace, reference: ReferencePopulation | None
+        cls, config, space: TraitSpace, reference: ReferencePopulation | None, **kwargs
     ) -> RayEvaluator:
-        """An evaluator with the sizes, seed and limits of an ``EvolveConfig``."""
+        """An evaluator with the sizes, seed and limits of an ``EvolveConfig``;
+        ``kwargs`` set the other fields (``on_result``, ``log``)."""
         return cls(
             space,
             reference,
@@ -187,31 +218,51 @@ class RayEvaluator:
             assess=config.assess,
             # a questionnaire needs a model: the tiny one unless the run names another
             llm=config.llm or (LLMConfig() if config.assess == "questionnaire" else None),
+            **kwargs,
         )
 
+    @property
+    def deadline(self) -> float:
+        """Seconds after which a running evaluation counts as hung."""
+        return self.eval_timeout + HUNG_MARGIN_SECONDS
+
     def start(self) -> None:
+        """Connect to Ray and make the pool; returns once the actors that the cluster
+        can place have answered (their set-up done, so that it neither counts against
+        the first evaluations' timeout nor fails late)."""
         check_assessable(self.space, self.assess)
         if self.assess == "questionnaire" and self.llm is None:
             raise InputError("assess: questionnaire needs a language model (llm)")
-        if not ray.is_initialized():
-            kwargs = {"address": self.address} if self.address else {"num_cpus": self.workers}
-            ray.init(include_dashboard=False, log_to_driver=False, logging_level="ERROR", **kwargs)
-            self._started_ray = True
+        self._started_ray = connect(self.address, self.workers) or self._started_ray
         self._remote = ray.remote(num_cpus=1, max_restarts=0)(_Actor)
         self._space_ref = ray.put(self.space)
         self._reference_ref = ray.put(self.reference)
         cpu = self.cpu_seconds if self.cpu_seconds is not None else self.eval_timeout
-        limits = SandboxLimits(
+        self._limits = SandboxLimits(
             wall_seconds=self.eval_timeout, cpu_seconds=min(cpu, self.eval_timeout)
         )
-        self._limits = limits
-        self._actors = [self._new_actor() for _ in range(self.workers)]
-        # Wait for the actors' set-up (sandbox, embedding model, a questionnaire's model)
-        # so that it neither counts against the first evaluations' timeout nor fails late.
-        self.actor_pids()
+        now = time.monotonic()
+        self._slots = [self._new_slot(now) for _ in range(self.workers)]
+        while True:
+            pings = [slot.ping for slot in self._slots if not slot.ready]
+            if not pings:
+                return
+            ready, _ = ray.wait(pings, num_returns=len(pings), timeout=1.0)
+            for slot in self._slots:
+                if slot.ping in ready:
+                    ray.get(slot.ping)  # a failed set-up (a bad model spec) raises here
+                    slot.ping = None
+            waited = time.monotonic() - now
+            some = any(slot.ready for slot in self._slots)
+            short = waited > self.placement_grace and self._cluster_cpus() < self.workers
+            if some and (short or waited > self.deadline):
+                self._watch_placement(time.monotonic())
+                return
+            if not some and waited > self.deadline:
+                raise InputError(self._unplaceable(waited))
 
-    def _new_actor(self):
-        return self._remote.remote(
+    def _new_slot(self, now: float, failed_starts: int = 0) -> _Slot:
+        actor = self._remote.remote(
             self._space_ref,
             self._reference_ref,
             self._limits,
@@ -219,16 +270,100 @@ class RayEvaluator:
             self.assess,
             self.llm,
         )
+        return _Slot(actor, ping=actor.pid.remote(), since=now, failed_starts=failed_starts)
+
+    def _say(self, message: str) -> None:
+        self.pool_messages.append(message)
+        if self.log is not None:
+            self.log(message)
+
+    def _cluster_cpus(self) -> float:
+        """The CPUs of the cluster's live nodes."""
+        try:
+            return float(ray.cluster_resources().get("CPU", 0.0))
+        except Exception:  # only for deciding when to say the pool is short
+            return float("inf")
+
+    def _free_cpus(self) -> float:
+        try:
+            return float(ray.available_resources().get("CPU", 0.0))
+        except Exception:  # the cluster's state is only for the message
+            return float("nan")
+
+    def _unplaceable(self, waited: float) -> str:
+        return (
+            f"no evaluation worker could be placed on the Ray cluster in {waited:.0f} s "
+            f"(each needs 1 CPU; {self._free_cpus():g} CPUs free): add a node or give "
+            f"fewer --workers, then --resume the run"
+        )
+
+    @property
+    def ready_workers(self) -> int:
+        """Actors in the pool that answer now."""
+        return sum(slot.ready for slot in self._slots)
+
+    def _watch_placement(self, now: float) -> None:
+        """Promote actors that answered; replace those that died starting; say once
+        when the pool is short of a worker the cluster cannot place, and when it is
+        whole again."""
+        pings = [slot.ping for slot in self._slots if not slot.ready]
+        answered = set(ray.wait(pings, num_returns=len(pings), timeout=0)[0]) if pings else set()
+        grew = False
+        dropped = []
+        for index, slot in enumerate(self._slots):
+            if slot.ready or slot.ping not in answered:
+                continue
+            try:
+                ray.get(slot.ping)
+            except ray.exceptions.RayError:
+                ray.kill(slot.actor, no_restart=True)
+                self.restarts += 1
+                if slot.failed_starts + 1 >= MAX_FAILED_STARTS:
+                    dropped.append(index)
+                    continue
+                fresh = self._new_slot(now, slot.failed_starts + 1)
+                fresh.reported_missing = slot.reported_missing
+                self._slots[index] = fresh
+                continue
+            slot.ping = None
+            slot.failed_starts = 0
+            grew = grew or slot.reported_missing
+            slot.reported_missing = False
+        for index in reversed(dropped):
+            self._slots.pop(index)
+        if dropped:
+            self._say(
+                f"evaluation pool: {len(dropped)} worker(s) failed to start "
+                f"{MAX_FAILED_STARTS} times in a row; continuing with {self.ready_workers}"
+            )
+        if grew:
+            self._say(f"evaluation pool: back to {self.ready_workers} of {self.workers} workers")
+        waiting = [s for s in self._slots if not s.ready and not s.reported_missing]
+        late = [s for s in waiting if now - s.since > self.placement_grace]
+        if late and any(now - s.since > self.deadline for s in late):
+            short = True  # the cluster says it has room, but they do not start
+        else:
+            short = bool(late) and self._cluster_cpus() < self.workers
+        if short:
+            for slot in late:
+                slot.reported_missing = True
+            self._say(
+                f"evaluation pool: {self.ready_workers} of {self.workers} workers: "
+                f"{len(late)} cannot be placed yet (each needs 1 CPU; the cluster has "
+                f"{self._cluster_cpus():g}, {self._free_cpus():g} free); continuing with "
+                f"{self.ready_workers}, and growing back when a node joins"
+            )
 
     def actor_pids(self) -> list[int]:
-        return ray.get([a.pid.remote() for a in self._actors])
+        """The process ids of the actors that answer."""
+        return ray.get([slot.actor.pid.remote() for slot in self._slots if slot.ready])
 
     def evaluate(self, tasks: Iterable[tuple[str, str, str]]) -> dict[str, Evaluation]:
         """Evaluate ``(key, source, name)`` tasks; ``{key: Evaluation}``.
 
         ``tasks`` is read lazily, at most one task per actor ahead of the ones running:
         when it is a generator (the loop's children), making the next child overlaps the
-        evaluation of the earlier ones. Each actor has a lane of up to
+        evaluation of the earlier ones. Each ready actor has a lane of up to
         :data:`PIPELINE_DEPTH` tasks: while its head runs, the next one is already on its
         way, so the actor never waits on the driver. Lanes are topped up beyond one task
         only while the tasks in hand number at least one per actor, so the last tasks of
@@ -237,26 +372,34 @@ class RayEvaluator:
         counts from when it reached the head."""
         incoming = iter(tasks)
         queue: deque[_Task] = deque()
-        lanes: list[deque[_Task]] = [deque() for _ in self._actors]
         done: dict[str, Evaluation] = {}
-        deadline = self.eval_timeout + HUNG_MARGIN_SECONDS
+        short_since: float | None = None
 
         def refill() -> None:
-            while len(queue) < len(lanes):
+            while len(queue) < max(1, self.ready_workers):
                 task = next(incoming, None)
                 if task is None:
                     return
                 queue.append(_Task(*task))
 
         refill()
-        while queue or any(lanes):
+        while queue or any(slot.lane for slot in self._slots):
             now = time.monotonic()
-            for slot, lane in enumerate(lanes):
+            self._watch_placement(now)
+            ready = [slot for slot in self._slots if slot.ready]
+            if ready:
+                short_since = None
+            elif short_since is None:
+                short_since = now
+            elif now - short_since > self.deadline:
+                raise InputError(self._unplaceable(now - short_since))
+            for slot in ready:
+                lane = slot.lane
                 while queue and (
-                    not lane or (len(lane) < PIPELINE_DEPTH and len(queue) >= len(lanes))
+                    not lane or (len(lane) < PIPELINE_DEPTH and len(queue) >= len(ready))
                 ):
                     task = queue.popleft()
-                    task.ref = self._actors[slot].evaluate.remote(
+                    task.ref = slot.actor.evaluate.remote(
                         task.key, task.source, task.name, self.n, self.seed
                     )
                     task.tries += 1
@@ -264,24 +407,34 @@ class RayEvaluator:
                         task.started = now
                     lane.append(task)
             refill()  # while the actors run
-            heads = [lane[0].ref for lane in lanes if lane]
-            ready, _ = ray.wait(heads, num_returns=1, timeout=1.0)
+            waits = [slot.lane[0].ref for slot in self._slots if slot.lane]
+            waits += [slot.ping for slot in self._slots if not slot.ready]
+            if waits:
+                finished, _ = ray.wait(waits, num_returns=1, timeout=1.0)
+            else:  # no actor at all (each failed to start): wait out the deadline
+                finished = []
+                time.sleep(1.0)
             now = time.monotonic()
-            for slot, lane in enumerate(lanes):
+            for index, slot in enumerate(self._slots):
+                lane = slot.lane
                 if not lane:
                     continue
                 head = lane[0]
-                if head.ref in ready:
+                if head.ref in finished:
                     try:
-                        done[head.key] = Evaluation.model_validate(ray.get(head.ref))
+                        evaluation = Evaluation.model_validate(ray.get(head.ref))
+                    except ray.exceptions.RayError as err:
+                        reason = f"actor died: {type(err).__name__}"
+                    else:
+                        done[head.key] = evaluation
+                        if self.on_result is not None:
+                            self.on_result(head.key, evaluation)
                         lane.popleft()
                         if lane:
                             lane[0].started = now
                         continue
-                    except ray.exceptions.RayError as err:
-                        reason = f"actor died: {type(err).__name__}"
-                elif now - head.started > deadline:
-                    reason = f"no answer after {deadline:.0f} s"
+                elif now - head.started > self.deadline:
+                    reason = f"no answer after {self.deadline:.0f} s"
                 else:
                     continue
                 lane.popleft()
@@ -289,11 +442,11 @@ class RayEvaluator:
                     waiting.tries -= 1
                     queue.appendleft(waiting)
                 lane.clear()
-                self._replace(slot)
+                self._replace(index, now)
                 if head.tries < 2:
                     queue.appendleft(head)
                 else:
-                    done[head.key] = Evaluation(
+                    evaluation = Evaluation(
                         program=head.name,
                         program_hash=head.key,
                         n=self.n,
@@ -302,18 +455,27 @@ class RayEvaluator:
                         failure="worker_lost",
                         message=reason,
                     )
+                    done[head.key] = evaluation
+                    if self.on_result is not None:
+                        self.on_result(head.key, evaluation)
         return done
 
-    def _replace(self, slot: int) -> None:
-        _close_then_kill([self._actors[slot]], CLOSE_LOST_ACTOR_SECONDS)
-        self._actors[slot] = self._new_actor()
+    def _replace(self, index: int, now: float) -> None:
+        """A fresh actor in slot ``index``: given work once it answers."""
+        _close_then_kill([self._slots[index].actor], CLOSE_LOST_ACTOR_SECONDS)
+        self._slots[index] = self._new_slot(now)
         self.restarts += 1
 
     def close(self) -> None:
-        _close_then_kill(self._actors, CLOSE_ACTOR_SECONDS)
-        self._actors = []
+        # an actor never placed would not answer ``close``: it is only killed
+        _close_then_kill([s.actor for s in self._slots if s.ready], CLOSE_ACTOR_SECONDS)
+        for slot in self._slots:
+            if not slot.ready:
+                ray.kill(slot.actor, no_restart=True)
+        self._slots = []
         if self._started_ray:
             ray.shutdown()
+            self._started_ray = False
         sweep_abandoned_directories()  # what an actor that could not close left behind
 
 

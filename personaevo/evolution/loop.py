@@ -107,6 +107,14 @@ class Evolution:
     for each new evaluation with its individual (the run directory records it).
     ``llm_mutation`` (with ``llm_mutation_rate`` > 0) adds LLM-driven mutation.
 
+    ``pending`` holds evaluations that returned before an interruption (a resumed run
+    reads them from the run's journal): a child found there is not evaluated again but
+    counted as if it had just returned, so the resumed run ends as an uninterrupted one.
+    ``evaluated_here`` counts the evaluations this process ran (``kept`` those taken
+    from ``pending``); ``driver_seconds`` the driver's time by part (``variation``,
+    ``evaluation``: waiting for results beyond making children, ``selection``, ``io``:
+    recording).
+
     Language-model accounting: ``llm_usage["mutation"]`` sums the operator's calls,
     ``llm_usage["evaluation"]`` the ``llm_usage`` of every new evaluation; the logbook
     records their cumulative sum (``llm``) and the LLM mutation outcomes
@@ -136,6 +144,10 @@ class Evolution:
         self.evaluate_batch = evaluate
         self.on_evaluated = on_evaluated or (lambda *args: None)
         self.cache: dict[str, Evaluation] = {}
+        self.pending: dict[str, Evaluation] = {}
+        self.evaluated_here = 0
+        self.kept = 0  # evaluations taken from ``pending``
+        self.driver_seconds: Counter[str] = Counter()
         self.islands: list[list[Individual]] = []
         # one program per objective vector: neutral mutants do not crowd the front
         self.front = tools.ParetoFront(
@@ -188,24 +200,43 @@ class Evolution:
     def _evaluate_new(self, made: Iterable[tuple[Individual, int]], generation: int) -> None:
         """Evaluate, as one batch, the individuals of ``made`` (individual, island) that
         the cache lacks, reading ``made`` only as the evaluator asks for tasks, so that
-        making the next child overlaps evaluating the earlier ones."""
+        making the next child overlaps evaluating the earlier ones. Those in
+        ``pending`` are taken from there instead."""
         todo: list[Individual] = []
         home: dict[str, int] = {}
+        clock = self.driver_seconds
 
         def tasks() -> Iterator[tuple[str, str, str]]:
-            for ind, where in made:
+            source = iter(made)
+            while True:
+                start = time.perf_counter()
+                item = next(source, None)
+                clock["variation"] += time.perf_counter() - start
+                if item is None:
+                    return
+                ind, where = item
                 if ind.key not in self.cache and ind.key not in home:
                     todo.append(ind)
                     home[ind.key] = where
-                    yield ind.key, ind.source, ind.name
+                    if ind.key not in self.pending:
+                        yield ind.key, ind.source, ind.name
 
         stream = tasks()
         first = next(stream, None)
-        if first is None:
-            return
-        results = self.evaluate_batch(itertools.chain([first], stream))
+        results: dict[str, Evaluation] = {}
+        if first is not None:
+            start, making = time.perf_counter(), clock["variation"]
+            results = self.evaluate_batch(itertools.chain([first], stream))
+            waited = time.perf_counter() - start - (clock["variation"] - making)
+            clock["evaluation"] += waited
+            self.evaluated_here += len(results)
+        start = time.perf_counter()
         for ind in todo:
-            evaluation = results[ind.key]
+            if ind.key in results:
+                evaluation = results[ind.key]
+            else:
+                evaluation = self.pending.pop(ind.key)
+                self.kept += 1
             self.cache[ind.key] = evaluation
             self.evaluations += 1
             if evaluation.llm_usage is not None:
@@ -213,6 +244,7 @@ class Evolution:
             if not evaluation.ok:
                 self.failures[evaluation.failure or "unknown"] += 1
             self.on_evaluated(ind, evaluation, generation, home[ind.key])
+        clock["io"] += time.perf_counter() - start
 
     def set_fitness(self, individuals: list[Individual]) -> None:
         """Fitnesses from the evaluation cache (every individual must be in it)."""
@@ -384,6 +416,7 @@ class Evolution:
             # Children are made as the evaluator asks for them, overlapping evaluation.
             self._evaluate_new(self._offspring_stream(offspring, presents), self.generation)
         else:
+            start = time.perf_counter()
             requests: list[tuple[int, Individual]] = []
             for i, island in enumerate(self.islands):
                 asked: list[Individual] = []
@@ -397,7 +430,9 @@ class Evolution:
                     if missing > 0:  # LLM requests without a child: AST mutants instead
                         offspring[i] += self._children(island, missing, presents[i])
             made_all = [(child, i) for i, children in enumerate(offspring) for child in children]
+            self.driver_seconds["variation"] += time.perf_counter() - start
             self._evaluate_new(made_all, self.generation)
+        start = time.perf_counter()
         batch = [child for children in offspring for child in children]
         self.set_fitness(batch)
         self.front.update(batch)  # a child NSGA-II drops for crowding may still be non-dominated
@@ -407,6 +442,7 @@ class Evolution:
             tools.migRing(self.islands, self.migrants, selection=tools.selNSGA2)
             self.islands = [[self._copy(ind) for ind in island] for island in self.islands]
         self._record()
+        self.driver_seconds["selection"] += time.perf_counter() - start
 
     def _record(self) -> None:
         everyone = [ind for island in self.islands for ind in island]
