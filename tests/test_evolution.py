@@ -296,6 +296,7 @@ def _recorded_keys(run: Path) -> set[str]:
     return keys | {json.loads(x)["hash"] for x in _lines(run / "journal.jsonl") if x.endswith("}")}
 
 
+@pytest.mark.timeout(600)
 def test_kill_9_at_three_seeded_random_points_resumes_to_the_uninterrupted_run(
     reference_run, tmp_path
 ):
@@ -372,6 +373,7 @@ def test_kill_9_at_three_seeded_random_points_resumes_to_the_uninterrupted_run(
         assert not again, f"evaluated again after a kill: {sorted(again)[:3]}"
 
 
+@pytest.mark.timeout(900)
 def test_a_lost_node_costs_one_retry_and_the_pool_follows_the_cluster(reference_run, tmp_path):
     """A real 2-node Ray cluster on this machine (token authentication on; in a network
     namespace of its own where the machine allows, so it listens on 127.0.0.1 only). The
