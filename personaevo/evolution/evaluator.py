@@ -50,6 +50,7 @@ CLOSE_LOST_ACTOR_SECONDS = 2.0
 """How long a hung or dead actor gets to close its sandbox before it is replaced."""
 PIPELINE_DEPTH = 2
 PLACEMENT_GRACE_SECONDS = 5.0  # a worker not placed by then, on a cluster too small: say so
+SHORT_CLUSTER_GRACE_SECONDS = 1.0  # the same once the cluster has fewer CPUs than workers
 MAX_FAILED_STARTS = 3  # replacements that died starting, in a row, before a slot is dropped
 
 
@@ -339,7 +340,12 @@ class RayEvaluator:
         if grew:
             self._say(f"evaluation pool: back to {self.ready_workers} of {self.workers} workers")
         waiting = [s for s in self._slots if not s.ready and not s.reported_missing]
-        late = [s for s in waiting if now - s.since > self.placement_grace]
+        # A cluster with fewer CPUs than workers cannot place them however long one waits
+        # (a node is gone): say so after a second. Otherwise placement may just be slow.
+        grace = self.placement_grace
+        if waiting and self._cluster_cpus() < self.workers:
+            grace = min(grace, SHORT_CLUSTER_GRACE_SECONDS)
+        late = [s for s in waiting if now - s.since > grace]
         if late and any(now - s.since > self.deadline for s in late):
             short = True  # the cluster says it has room, but they do not start
         else:
