@@ -387,9 +387,9 @@ def test_score_personas_cli_assess_and_bad_input(tmp_path, capsys):
         "unmeasured": "no text: no description or profile",
         "measurement": {"reason": "no text"},
     }
-    # declared traits alone: both records lack every axis
-    assert cli_main(args) == 0
-    capsys.readouterr()
+    # declared traits alone: both records lack every axis, so no persona is valid (exit 1)
+    assert cli_main(args) == 1
+    assert "none of the 2 personas is valid" in capsys.readouterr().out
     spaceless = tmp_path / "noitems.yaml"
     spaceless.write_text(json.dumps(QSPACE | {"axes": [QSPACE["axes"][2]]}))
     code = cli_main(
@@ -493,5 +493,8 @@ def test_tiny_model_answers_the_questionnaire_with_digits(tiny_model_dir, tmp_pa
     path = tmp_path / "p.jsonl"
     path.write_text("".join(json.dumps(p) + "\n" for p in personas))
     args = ["score-personas", str(path), "--space", "mental_health_support", "--probes", "300"]
-    assert cli_main([*args, "--assess", "questionnaire", "--llm", f"transformers:{folder}"]) == 0
-    assert "questionnaire measured" in capsys.readouterr().out
+    # the space's categorical axes have no Likert items, so no measured persona is
+    # complete: the command says so and exits 1
+    assert cli_main([*args, "--assess", "questionnaire", "--llm", f"transformers:{folder}"]) == 1
+    out = capsys.readouterr().out
+    assert "questionnaire measured" in out and "none of the 3 personas is valid" in out

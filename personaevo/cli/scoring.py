@@ -105,9 +105,10 @@ def cmd_score_personas(args: argparse.Namespace) -> int:
         console.print(f"measured personas written to {args.measured}")
     if report.n_valid == 0:
         reasons = counts_text(report.invalid_reasons)
+        hint = "; were they written for another space?" if "unknown axis" in reasons else ""
         say(
             f"error: {args.file}: none of the {report.n_personas} personas is valid in space "
-            f"{space.name!r} ({reasons}); were they written for another space?"
+            f"{space.name!r} ({reasons}){hint}"
         )
         return 1
     return 0
