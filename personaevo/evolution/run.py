@@ -28,6 +28,7 @@ from personaevo.operators.llm import LLMMutation
 from personaevo.programs import ContractError, GeneratorProgram, load_program
 from personaevo.reference import ReferencePopulation
 from personaevo.spaces import resolve_space
+from personaevo.tables import counts_text, short_metric_name
 
 __all__ = ["Progress", "RunDirectory", "advance", "llm_report", "restore", "run_evolution"]
 
@@ -279,15 +280,16 @@ class Progress:
 
     def line(self, evo: Evolution, now: float | None = None) -> str:
         best = [max(ind.fitness.values[i] for ind in evo.front) for i in range(len(evo.objectives))]
-        bests = ", ".join(
-            f"{name}={abs(v):.4g}" for name, v in zip(evo.objectives, best, strict=True)
+        bests = "  ".join(
+            f"{short_metric_name(name)} {abs(v):.3f}"
+            for name, v in zip(evo.objectives, best, strict=True)
         )
-        failures = dict(evo.failures) or "none"
         eta = self.eta(evo, now)
         line = (
             f"gen {evo.generation}/{self.config.generations}  evals {evo.evaluations} "
-            f"({self.rate(evo, now):.1f}/s)  front {len(evo.front)}  best: {bests}  "
-            f"failures: {failures}  ETA {'?' if eta is None else f'{eta:.0f} s'}"
+            f"({self.rate(evo, now):.1f}/s)  front {len(evo.front)}  "
+            f"ETA {'?' if eta is None else f'{eta:.0f} s'}\n  best: {bests}\n"
+            f"  failed: {counts_text(evo.failures)}"
         )
         total = evo.llm_total()
         if evo.llm_mutation is not None or total.calls:
