@@ -127,8 +127,9 @@ def test_ray_actors_close_their_sandboxes() -> None:
     try:
         during = _own_dirs() - before
         assert len(during) >= 2  # one per actor (others' runs may add theirs)
-        _close_then_kill(evaluator._actors, 30.0)  # what close() does, before its sweep
-        evaluator._actors = []
+        # what close() does, before its sweep
+        _close_then_kill([slot.actor for slot in evaluator._slots if slot.ready], 30.0)
+        evaluator._slots = []
         left = [p for p in during if os.path.exists(p)]
         assert all(not _abandoned(p) for p in left), left  # only live owners' (other runs)
     finally:
