@@ -22,11 +22,15 @@ from personaevo.metrics import ScoreReport, score
 from personaevo.personas import Malformed, Missing, check_personas
 from personaevo.programs import ContractError, GeneratorProgram, load_program
 from personaevo.reference import ReferencePopulation
-from personaevo.sandbox import FailureKind, Job, RunResult, Sandbox, SandboxLimits
+from personaevo.sandbox import (
+    DEFAULT_WALL_SECONDS,
+    FailureKind,
+    Job,
+    RunResult,
+    Sandbox,
+    SandboxLimits,
+)
 from personaevo.spaces import TraitSpace
-
-DEFAULT_WALL_SECONDS = 60.0
-"""Wall-clock seconds a program run may take by default (language-model calls included)."""
 
 
 class ReferenceSample(BaseModel):

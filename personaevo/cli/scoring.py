@@ -34,7 +34,7 @@ from personaevo.llm.base import LLM
 from personaevo.llm.config import LLMConfig
 from personaevo.metrics import score
 from personaevo.personas import read_persona_records, write_personas
-from personaevo.sandbox import DEFAULT_CPU_MS_PER_PERSONA, SandboxLimits
+from personaevo.sandbox import DEFAULT_CPU_MS_PER_PERSONA, DEFAULT_WALL_SECONDS, SandboxLimits
 from personaevo.spaces import resolve_space
 from personaevo.tables import (
     best_by_objective,
@@ -257,7 +257,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--workers", type=worker_count, default=2, help=f"sandbox workers (1 to {MAX_WORKERS})"
     )
     sc.add_argument(
-        "--timeout", type=positive_float, default=60.0, help="wall-clock seconds per program"
+        "--timeout",
+        type=positive_float,
+        default=DEFAULT_WALL_SECONDS,
+        help=f"wall-clock seconds per program (default {DEFAULT_WALL_SECONDS:g})",
     )
     sc.add_argument(
         "--cpu-ms-per-persona",

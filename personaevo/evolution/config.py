@@ -11,7 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from personaevo.bounds import MAX_PERSONAS_PER_RUN, MAX_SEED, MAX_WORKERS
 from personaevo.errors import FileFieldsError
 from personaevo.llm.config import LLMConfig
-from personaevo.sandbox.models import DEFAULT_CPU_MS_PER_PERSONA, SandboxLimits
+from personaevo.sandbox.models import (
+    DEFAULT_CPU_MS_PER_PERSONA,
+    DEFAULT_WALL_SECONDS,
+    SandboxLimits,
+)
 from personaevo.spaces import read_structured_file, validation_problems
 
 # 3-way combinations: pairs saturate at a hundred personas in the built-in spaces, triples
@@ -58,7 +62,9 @@ class EvolveConfig(BaseModel):
         [], description="Report metrics (ScoreReport.flat names); empty means the defaults."
     )
     eval_timeout: float = Field(
-        60.0, gt=0, description="Wall-clock seconds per program run, model calls included."
+        DEFAULT_WALL_SECONDS,
+        gt=0,
+        description="Wall-clock seconds per program run, model calls included.",
     )
     eval_cpu_ms_per_persona: float = Field(
         DEFAULT_CPU_MS_PER_PERSONA,

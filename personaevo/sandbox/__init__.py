@@ -12,6 +12,7 @@ from personaevo.sandbox._child import LLMError
 from personaevo.sandbox._leases import sweep_abandoned_directories
 from personaevo.sandbox.models import (
     DEFAULT_CPU_MS_PER_PERSONA,
+    DEFAULT_WALL_SECONDS,
     FailureKind,
     Isolation,
     Job,
@@ -25,6 +26,7 @@ __all__ = [
     "DEFAULT_CPU_MS_PER_PERSONA",
     "DEFAULT_PRELOAD",
     "DEFAULT_UID_BASE",
+    "DEFAULT_WALL_SECONDS",
     "FailureKind",
     "Isolation",
     "Job",

@@ -14,6 +14,7 @@ from personaevo.programs import CONTRACT_VERSION, GeneratorProgram
 
 __all__ = [
     "DEFAULT_CPU_MS_PER_PERSONA",
+    "DEFAULT_WALL_SECONDS",
     "FailureKind",
     "Isolation",
     "Job",
@@ -24,6 +25,9 @@ __all__ = [
 
 DEFAULT_CPU_MS_PER_PERSONA = 20.0
 """CPU milliseconds a program run may use per persona asked for (at least 1 s in all)."""
+
+DEFAULT_WALL_SECONDS = 60.0
+"""Wall-clock seconds a program run may take by default (language-model calls included)."""
 
 Validator = Callable[[list[dict]], list[str]]
 """Host-side persona check: given ``[persona]`` return its problems (empty when valid)."""
