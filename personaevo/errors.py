@@ -6,6 +6,7 @@ with no traceback.
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 
@@ -21,6 +22,15 @@ class FileFieldError(InputError):
         self.field = field
         self.reason = reason
         super().__init__(f"{self.path}: {field}: {reason}")
+
+
+def refuse_duplicate_ids(path: str | Path, ids: list[str], what: str) -> None:
+    """A :class:`FileFieldError` at ``id`` naming the ids that occur more than once in
+    ``path`` (``what``: the kind of record, e.g. "goal")."""
+    counts = Counter(ids)
+    duplicates = sorted(i for i, c in counts.items() if c > 1)
+    if duplicates:
+        raise FileFieldError(path, "id", f"duplicate {what} ids {duplicates}")
 
 
 class FileFieldsError(InputError):

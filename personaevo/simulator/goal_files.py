@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from personaevo.errors import FileFieldError, FileFieldsError, InputError
+from personaevo.errors import FileFieldError, FileFieldsError, InputError, refuse_duplicate_ids
 from personaevo.simulator.goals import UserGoal
 from personaevo.simulator.profiles import Profile
 from personaevo.spaces import read_structured_file, validation_problems
@@ -126,10 +126,7 @@ def load_goals(path: str | Path) -> list[UserGoal]:
             problems += [(f"goals[{i}].{where}", why) for where, why in validation_problems(err)]
     if problems:
         raise FileFieldsError(path, problems)
-    ids = [g.id for g in goals]
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
-    if duplicates:
-        raise FileFieldError(path, "id", f"duplicate goal ids {duplicates}")
+    refuse_duplicate_ids(path, [g.id for g in goals], "goal")
     return goals
 
 

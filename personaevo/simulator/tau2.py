@@ -46,7 +46,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Tag, ValidationError
 
-from personaevo.errors import FileFieldError, FileFieldsError, InputError
+from personaevo.errors import FileFieldError, FileFieldsError, InputError, refuse_duplicate_ids
 from personaevo.simulator.goals import UserGoal
 from personaevo.simulator.profiles import Profile
 from personaevo.spaces import validation_problems
@@ -229,10 +229,7 @@ def tasks_from_data(data: Any, source: str | Path) -> list[Tau2Task]:
                 problems.append((f"{where}.{field}", why))
     if problems:
         raise FileFieldsError(source, problems)
-    ids = [t.id for t in tasks]
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
-    if duplicates:
-        raise FileFieldError(source, "id", f"duplicate task ids {duplicates}")
+    refuse_duplicate_ids(source, [t.id for t in tasks], "task")
     return tasks
 
 
