@@ -82,6 +82,8 @@ class ReferenceCellStats:
     support_coverage: TWayCount  # support entries occupied / support entries
     rare_hits: TWayCount  # rare entries occupied / rare entries
     plausible: int  # rows lying inside the support
+    plausible_rows: np.ndarray | None = None  # (rows,) bool, for the t-way view
+    rare_hits_among: TWayCount | None = None  # rare entries occupied by the ``among`` rows
 
 
 def reference_cell_stats(reference: ReferencePopulation, bins: np.ndarray) -> ReferenceCellStats:
@@ -102,21 +104,21 @@ def reference_cell_stats(reference: ReferencePopulation, bins: np.ndarray) -> Re
 def plausible_rows(reference: ReferencePopulation, bins: np.ndarray, t: int) -> np.ndarray:
     """Whether each row's every t-way bin combination has reference mass (t = 1: every
     value it takes occurs among the respondents)."""
-    grid = reference.space.grid
-    inside = np.ones(len(bins), dtype=bool)
-    for axes, mass, _ in reference.tway(t):
-        inside &= mass[grid.tway_keys(bins, axes)] > 0
-    return inside
+    mask = reference_tway_stats(reference, bins, t).plausible_rows
+    assert mask is not None
+    return mask
 
 
 def reference_tway_stats(
-    reference: ReferencePopulation, bins: np.ndarray, t: int
+    reference: ReferencePopulation, bins: np.ndarray, t: int, among: np.ndarray | None = None
 ) -> ReferenceCellStats:
     """The same over t-way combinations: a row is plausible when every one of its
-    t-way combinations has reference mass."""
+    t-way combinations has reference mass (``plausible_rows``). With ``among`` (a row
+    mask, e.g. the rows plausible one order down), ``rare_hits_among`` counts the rare
+    combinations those rows reach, in the same pass."""
     grid = reference.space.grid
     inside = np.ones(len(bins), dtype=bool)
-    support_hit = support_total = rare_hit = rare_total = 0
+    support_hit = support_total = rare_hit = rare_total = rare_among = 0
     for axes, mass, rare in reference.tway(t):
         keys = grid.tway_keys(bins, axes)
         inside &= mass[keys] > 0
@@ -127,8 +129,14 @@ def reference_tway_stats(
         support_total += int(support.sum())
         rare_hit += int((occupied & rare).sum())
         rare_total += int(rare.sum())
+        if among is not None:
+            reached = np.zeros(len(mass), dtype=bool)
+            reached[keys[among]] = True
+            rare_among += int((reached & rare).sum())
     return ReferenceCellStats(
         support_coverage=TWayCount(support_hit, support_total),
         rare_hits=TWayCount(rare_hit, rare_total),
         plausible=int(inside.sum()),
+        plausible_rows=inside,
+        rare_hits_among=None if among is None else TWayCount(rare_among, rare_total),
     )

@@ -338,16 +338,19 @@ def _reference_metrics(
 
     cell_stats = cells.reference_cell_stats(reference, bins)
     support_t, plaus_t, rare_t, plausible_rare_t = {}, {}, {}, {}
-    for t in tway:
+    plausible_at: dict[int, np.ndarray] = {0: np.ones(len(bins), dtype=bool)}
+    for t in sorted(tway):
         if t > reference.space.dim:
             continue
-        stats = cells.reference_tway_stats(reference, bins, t)
+        if t - 1 not in plausible_at:
+            plausible_at[t - 1] = cells.plausible_rows(reference, bins, t - 1)
+        stats = cells.reference_tway_stats(reference, bins, t, among=plausible_at[t - 1])
+        plausible_at[t] = stats.plausible_rows
         support_t[str(t)] = _count(stats.support_coverage.covered, stats.support_coverage.total)
         plaus_t[str(t)] = share(stats.plausible)
         rare_t[str(t)] = _count(stats.rare_hits.covered, stats.rare_hits.total)
-        lower = bins[cells.plausible_rows(reference, bins, t - 1)] if t > 1 else bins
-        rare_of_plausible = cells.reference_tway_stats(reference, lower, t).rare_hits
-        plausible_rare_t[str(t)] = _count(rare_of_plausible.covered, rare_of_plausible.total)
+        among = stats.rare_hits_among
+        plausible_rare_t[str(t)] = _count(among.covered, among.total)
     ref_unit, d_ref = reference.chamfer_points()
     return ReferenceMetrics(
         source=reference.summary.source,
