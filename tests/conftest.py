@@ -3,6 +3,7 @@ and a packaged pretrained model (SmolLM2), each built once per session."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +11,11 @@ import pytest
 
 from personaevo.reference import ReferencePopulation
 from personaevo.spaces import TraitSpace, load_space, space_from_data
+
+# Wherever a model is needed and none is named, personaevo uses SmolLM2
+# (personaevo.llm.config.default_model); the suite uses the tiny model there to stay fast,
+# in its own process and in every command it starts. Tests of SmolLM2 name it.
+os.environ.setdefault("PERSONAEVO_DEFAULT_MODEL", "tiny")
 
 TINY = {
     "name": "tiny",

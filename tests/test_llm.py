@@ -420,3 +420,24 @@ def test_transformers_on_cuda(tiny_model_dir):  # pragma: no cover - GPU machine
     assert next(gpu.model.parameters()).device.type == "cuda"
     greedy = gpu.chat(_conversations(), GREEDY)
     assert all(c.completion_tokens >= 1 for c in greedy)
+
+
+def test_the_default_model_is_smollm2_unless_the_variable_names_another(monkeypatch):
+    """Wherever a model is needed and none is named (LLMConfig, train-simulator, simulate,
+    serve-simulator), SmolLM2 is used; $PERSONAEVO_DEFAULT_MODEL overrides it (the suite
+    sets ``tiny``, see conftest)."""
+    from personaevo.cli import build_parser
+    from personaevo.llm.config import DEFAULT_MODEL_VARIABLE, default_model
+    from personaevo.simulator import TrainConfig
+
+    monkeypatch.delenv(DEFAULT_MODEL_VARIABLE, raising=False)
+    assert default_model() == "smollm2"
+    assert LLMConfig().backend == "smollm2" and TrainConfig().model == "smollm2"
+    parser = build_parser()
+    assert parser.parse_args(["simulate"]).model == "smollm2"
+    assert parser.parse_args(["serve-simulator"]).model == "smollm2"
+    monkeypatch.setenv(DEFAULT_MODEL_VARIABLE, "gemma3-270m")
+    assert LLMConfig().backend == "gemma3-270m" and TrainConfig().model == "gemma3-270m"
+    assert build_parser().parse_args(["simulate"]).model == "gemma3-270m"
+    monkeypatch.setenv(DEFAULT_MODEL_VARIABLE, "  ")
+    assert default_model() == "smollm2"

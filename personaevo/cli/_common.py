@@ -13,8 +13,13 @@ from rich.console import Console
 from personaevo.assess.base import ASSESS_METHODS
 from personaevo.cli._types import float_in
 from personaevo.errors import InputError
-from personaevo.llm.config import LLMConfig
+from personaevo.llm.config import DEFAULT_MODEL_VARIABLE, LLMConfig
 from personaevo.reference import ReferencePopulation
+
+MODEL_HELP = (
+    f"smollm2 (the default, or the spec in ${DEFAULT_MODEL_VARIABLE}), gemma3-270m, tiny "
+    "(the fast test model), a model folder or a backend spec (openai:URL, vllm:PATH)"
+)
 
 # Wide enough for side-by-side tables when output is a file or a pipe.
 console = Console(width=None if sys.stdout.isatty() else 220)
@@ -75,8 +80,8 @@ def add_llm_options(parser: argparse.ArgumentParser) -> None:
         "--llm",
         dest="llm_spec",
         metavar="SPEC",
-        help="tiny | smollm2 | gemma3-270m | transformers:PATH | openai:URL | vllm:PATH | "
-        "replay:FILE.jsonl",
+        help="smollm2 | gemma3-270m | tiny | transformers:PATH | openai:URL | vllm:PATH | "
+        "replay:FILE.jsonl (default where a model is needed: smollm2)",
     )
     group.add_argument(
         "--llm-model", metavar="NAME", help="served model name (openai:URL backends)"
@@ -101,6 +106,6 @@ def add_assess_option(parser: argparse.ArgumentParser, default: str | None = "ex
         choices=ASSESS_METHODS,
         default=default,
         help="how positions are read: the declared traits (explicit), an LLM answering the "
-        "space's Likert items in persona (questionnaire; default model: tiny), or text "
+        "space's Likert items in persona (questionnaire; default model: smollm2), or text "
         "embeddings against the axes' anchor texts (embedding)",
     )

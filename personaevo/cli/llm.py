@@ -72,7 +72,7 @@ def cmd_model_list(args: argparse.Namespace) -> int:
 
 
 def _config(args: argparse.Namespace) -> LLMConfig:
-    return llm_config_from_args(args) or LLMConfig(backend="tiny")
+    return llm_config_from_args(args) or LLMConfig()
 
 
 def cmd_llm_ask(args: argparse.Namespace) -> int:
@@ -168,7 +168,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_llm_options(ask)
     ask.set_defaults(func=cmd_llm_ask)
     serve = llm_sub.add_parser(
-        "serve", help="serve a backend over the OpenAI HTTP API (default: the tiny model)"
+        "serve", help="serve a backend over the OpenAI HTTP API (default: smollm2)"
     )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=port_number, default=8000)

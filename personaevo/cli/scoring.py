@@ -46,8 +46,8 @@ from personaevo.tables import (
 
 
 def _open_llm(args: argparse.Namespace) -> LLM | None:
-    """The model the options name; the tiny one when a questionnaire needs one and none
-    is named; None otherwise."""
+    """The model the options name; the default one (:func:`~personaevo.llm.config.default_model`,
+    SmolLM2) when a questionnaire needs one and none is named; None otherwise."""
     config = llm_config_from_args(args)
     if config is None and args.assess == "questionnaire":
         config = LLMConfig()

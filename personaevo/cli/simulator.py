@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from personaevo.cli._common import console, write_json
+from personaevo.cli._common import MODEL_HELP, console, write_json
 from personaevo.cli._options import config_from_options, option_name
 from personaevo.cli._types import (
     float_at_least,
@@ -20,6 +20,7 @@ from personaevo.cli._types import (
     share,
 )
 from personaevo.errors import InputError
+from personaevo.llm.config import default_model
 
 
 def _csv(value: str | None) -> list[str]:
@@ -141,8 +142,7 @@ def cmd_train_simulator(args: argparse.Namespace) -> int:
         }
         given = {k: v for k, v in options.items() if v is not None}
         merged = {**base, **given}
-        if "model" not in merged:
-            raise InputError("train-simulator needs --model (a model folder, 'tiny' or 'smollm2')")
+        merged.setdefault("model", default_model())
         config = config_from_options(
             TrainConfig,
             merged,
@@ -242,16 +242,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     sim = sub.add_parser(
         "simulate", help="play conversations between a user simulator and an agent"
     )
-    sim.add_argument(
-        "--model", default="tiny", help="tiny, smollm2, a model folder or a backend spec"
-    )
+    sim.add_argument("--model", default=default_model(), help=MODEL_HELP)
     _source_options(sim)
     _conversation_options(sim, conversations=8)
     sim.add_argument("--out", default="rollouts.jsonl", help="JSONL file of conversations")
     sim.set_defaults(func=cmd_simulate)
 
     tr = sub.add_parser("train-simulator", help="train a user simulator with GRPO (TRL)")
-    tr.add_argument("--model", help="model folder to start from, 'tiny' or 'smollm2'")
+    tr.add_argument("--model", help=f"model to start from: {MODEL_HELP}")
     _source_options(tr)
     tr.add_argument("--config", help="training configuration (JSON, TrainConfig fields)")
     tr.add_argument("--resume", metavar="DIR", help="continue the training run in DIR")

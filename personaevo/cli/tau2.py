@@ -6,9 +6,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from personaevo.cli._common import say
+from personaevo.cli._common import MODEL_HELP, say
 from personaevo.cli._types import float_at_least, int_at_least, port_number, seed_number
 from personaevo.errors import InputError
+from personaevo.llm.config import default_model
 
 PAIRINGS = ("per-persona", "per-goal")
 
@@ -139,7 +140,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "takes tau2-bench's user-simulator request (system prompt with <scenario>, agent "
         "messages as role user) and returns the user's next line, ending with ###STOP###.",
     )
-    sv.add_argument("--model", default="tiny", help="tiny, a model folder or a backend spec")
+    sv.add_argument("--model", default=default_model(), help=MODEL_HELP)
     sv.add_argument("--llm-model", dest="llm_model", help="served model name (openai:URL)")
     _persona_options(sv)
     sv.add_argument(

@@ -20,7 +20,7 @@ from personaevo.llm.base import (
     Usage,
 )
 from personaevo.llm.cassette import RecordingLLM, ReplayLLM
-from personaevo.llm.config import LLMConfig
+from personaevo.llm.config import DEFAULT_MODEL, LLMConfig, default_model
 from personaevo.llm.factory import build_llm
 from personaevo.llm.openai_backend import OpenAILLM
 from personaevo.llm.packaged import PACKAGED_MODELS, packaged_model_path
@@ -29,6 +29,7 @@ from personaevo.llm.transformers_backend import TransformersLLM
 from personaevo.llm.vllm_backend import VLLMLLM
 
 __all__ = [
+    "DEFAULT_MODEL",
     "LLM",
     "PACKAGED_MODELS",
     "VLLMLLM",
@@ -47,6 +48,7 @@ __all__ = [
     "Usage",
     "build_llm",
     "build_tiny_model",
+    "default_model",
     "packaged_model_path",
     "tiny_model_path",
 ]

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import os
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from personaevo.llm.base import SamplingParams
+
+DEFAULT_MODEL = "smollm2"
+DEFAULT_MODEL_VARIABLE = "PERSONAEVO_DEFAULT_MODEL"
+
+
+def default_model() -> str:
+    """The model used wherever one is needed and none is named: ``smollm2`` (the packaged
+    SmolLM2-135M-Instruct), or the spec in ``$PERSONAEVO_DEFAULT_MODEL`` (the test suite
+    sets ``tiny`` there to stay fast)."""
+    return os.environ.get(DEFAULT_MODEL_VARIABLE, "").strip() or DEFAULT_MODEL
 
 
 class LLMConfig(BaseModel):
@@ -12,9 +24,11 @@ class LLMConfig(BaseModel):
 
     ``backend`` is one of:
 
-    * ``"tiny"`` -- the project's tiny model (built once into the user cache; CPU default);
-    * ``"smollm2"``, ``"gemma3-270m"`` -- pretrained models shipped in packages on the
-      index, converted once into the user cache (:mod:`personaevo.llm.packaged`);
+    * ``"smollm2"`` (the default, see :func:`default_model`), ``"gemma3-270m"`` --
+      pretrained models shipped in packages on the index, converted once into the user
+      cache (:mod:`personaevo.llm.packaged`);
+    * ``"tiny"`` -- the project's tiny model (built once into the user cache; for fast
+      tests, not for evidence);
     * ``"transformers:PATH"`` -- any local model folder, in-process (CPU or GPU);
     * ``"openai:URL"`` -- an OpenAI-compatible HTTP endpoint such as ``vllm serve``
       (``http://127.0.0.1:8000/v1``), with ``model`` naming the served model;
@@ -27,8 +41,8 @@ class LLMConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     backend: str = Field(
-        "tiny",
-        description="tiny | smollm2 | gemma3-270m | transformers:PATH | openai:URL | "
+        default_factory=default_model,
+        description="smollm2 (default) | tiny | gemma3-270m | transformers:PATH | openai:URL | "
         "vllm:PATH | replay:FILE",
     )
     model: str | None = Field(None, description="Served model name (openai backend).")

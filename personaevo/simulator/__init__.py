@@ -10,7 +10,7 @@ and goal rewards, GRPO training and evaluation.
     profiles, space = load_profiles(personas="personas.jsonl", space="customer_support")
     goals, template = load_goal_source(None)                  # the built-in goal template
     pairs = list(zip(profiles, goals_for_profiles(profiles, goals, template)))
-    simulator = Simulator(open_model("tiny"))
+    simulator = Simulator(open_model("smollm2"))   # the packaged SmolLM2-135M-Instruct
     records = simulate(simulator, ScriptedAgent(), RuleJudge(), pairs, conversations=8,
                        max_turns=6)
 

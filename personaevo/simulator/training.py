@@ -43,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from personaevo.bounds import MAX_SEED
 from personaevo.errors import InputError
 from personaevo.llm import SamplingParams
+from personaevo.llm.config import default_model
 from personaevo.personas import write_personas
 from personaevo.simulator.curriculum import SCHEDULES, Curriculum, difficulties
 from personaevo.simulator.goal_files import goals_for_profiles, load_goal_source
@@ -64,8 +65,9 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(
-        description="Local model folder, 'tiny' for the project's tiny model, or a packaged "
-        "model's name (smollm2, gemma3-270m)."
+        default_factory=default_model,
+        description="A packaged model's name (smollm2, the default; gemma3-270m), 'tiny' for "
+        "the project's tiny test model, or a local model folder.",
     )
     personas: str | None = Field(None, description="Persona JSONL file (or an export).")
     run: str | None = Field(None, description="Evolution run directory (its front programs).")
