@@ -1,11 +1,14 @@
-"""Evidence: a few minutes of GRPO raise the tiny simulator's consistency on held-out personas.
+"""Evidence: GRPO on held-out personas, before and after, for a model (default SmolLM2).
 
-    python experiments/simulator_grpo.py [--seeds 0 1 2] [--steps 30] [--out runs/simulator-grpo]
+    python experiments/simulator_grpo.py [--model smollm2] [--lora] [--seeds 0 1 2]
+        [--steps 30] [--out runs/simulator-grpo]
 
 Personas: ``--personas`` uniform feasible personas from ``customer_support`` and
 ``mental_health_support`` (seeded), goals from the built-in template. For each seed,
-:func:`personaevo.simulator.train_simulator` trains the tiny model with every reward (the
-uniform curriculum), holding out a quarter of the personas; then the tiny model before and
+:func:`personaevo.simulator.train_simulator` trains ``--model`` (``smollm2``, the packaged
+SmolLM2-135M-Instruct; ``tiny`` for a quick check; with ``--lora`` a LoRA adapter, r 16)
+with every reward (the uniform curriculum), holding out a quarter of the personas; then the
+model before and
 after training plays ``--conversations`` conversations with the *held-out* personas against
 the scripted agent and :func:`personaevo.simulator.evaluate_simulators` scores both (the
 rule judge; Q&A answered by the model itself). The first table gives mean ± sd over seeds
@@ -25,7 +28,6 @@ import time
 from pathlib import Path
 
 from personaevo.llm.corpus import sample_persona
-from personaevo.llm.tiny import tiny_model_path
 from personaevo.personas import write_personas
 from personaevo.simulator import (
     RuleJudge,
@@ -39,6 +41,7 @@ from personaevo.simulator import (
     train_simulator,
 )
 from personaevo.simulator.evaluation import METRICS
+from personaevo.simulator.training import resolve_model
 from personaevo.spaces import load_space
 
 SPACES = ("customer_support", "mental_health_support")
@@ -56,7 +59,8 @@ def write_population(path: Path, n: int, seed: int) -> None:
 
 def train(args, personas: Path, out: Path, seed: int, curriculum: str, steps: int) -> Path:
     config = TrainConfig(
-        model=str(tiny_model_path()),
+        model=args.model,
+        lora=args.lora,
         personas=str(personas),
         out=str(out),
         steps=steps,
@@ -106,6 +110,8 @@ def mean_sd(values: list[float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2", help="smollm2, gemma3-270m, tiny, a folder")
+    parser.add_argument("--lora", action="store_true", help="train a LoRA adapter (r 16)")
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--curriculum-steps", type=int, default=20)
@@ -124,7 +130,7 @@ def main() -> None:
     root.mkdir(parents=True, exist_ok=True)
     personas = root / "personas.jsonl"
     write_population(personas, args.personas, seed=1234)
-    base = str(tiny_model_path())
+    base = str(resolve_model(args.model))
     started = time.perf_counter()
     runs = []
     for seed in args.seeds:
@@ -140,7 +146,8 @@ def main() -> None:
     lines: list[str] = []
     if runs:
         lines += [
-            f"GRPO on the tiny model: {args.steps} steps x {args.prompts_per_step} prompts x "
+            f"GRPO on {args.model}{' (LoRA r 16)' if args.lora else ''}: {args.steps} steps x "
+            f"{args.prompts_per_step} prompts x "
             f"{args.group_size} completions, lr {args.lr}, beta {args.beta}; held-out "
             f"personas, {args.conversations} conversations of up to {args.turns} user turns "
             f"per model; mean ± sd over seeds {args.seeds}",
