@@ -1,21 +1,29 @@
-"""Evidence: GRPO on held-out personas, before and after, for a model (default SmolLM2).
+"""Evidence: GRPO on held-out personas, before and after, for a model (default SmolLM2),
+and the curriculum schedules compared.
 
-    python experiments/simulator_grpo.py [--model smollm2] [--lora] [--seeds 0 1 2]
-        [--steps 30] [--out runs/simulator-grpo]
+    python experiments/simulator_grpo.py [--model smollm2|tiny|DIR] [--lora] [--seeds 0 1 2]
+        [--steps 30] [--curriculum-steps 20] [--curriculum-seeds 0 1 2]
+        [--out runs/simulator-grpo]
 
 Personas: ``--personas`` uniform feasible personas from ``customer_support`` and
 ``mental_health_support`` (seeded), goals from the built-in template. For each seed,
 :func:`personaevo.simulator.train_simulator` trains ``--model`` (``smollm2``, the packaged
 SmolLM2-135M-Instruct; ``tiny`` for a quick check; with ``--lora`` a LoRA adapter, r 16)
-with every reward (the uniform curriculum), holding out a quarter of the personas; then the
-model before and
-after training plays ``--conversations`` conversations with the *held-out* personas against
-the scripted agent and :func:`personaevo.simulator.evaluate_simulators` scores both (the
-rule judge; Q&A answered by the model itself). The first table gives mean ± sd over seeds
-of each metric before, after and of the paired difference.
+with every reward (the uniform curriculum), holding out the default share of the personas
+(a quarter, :data:`personaevo.simulator.DEFAULT_HELD_OUT`); then the model before and
+after training plays ``--conversations`` conversations with exactly the *held-out*
+personas and goals (:func:`personaevo.simulator.held_out_pairs`) against the scripted
+agent and :func:`personaevo.simulator.evaluate_simulators` scores both (the rule judge;
+Q&A answered by the model itself). The first table gives mean ± sd over seeds of each
+metric before, after and of the paired difference.
 
-``--curriculum-steps`` (0 to skip) then trains once per schedule, moderate-first and
-hardest-first, with seed 0, and scores both on the same held-out personas.
+``--curriculum-steps`` (0 to skip) then trains once per schedule (uniform,
+moderate-first, hardest-first) for each of ``--curriculum-seeds``. A seed's three runs
+share their held-out split (it depends on the seed only), and the three models play the
+same held-out conversations. The second table gives, per schedule, mean ± sd over seeds,
+and the paired difference from uniform (per seed, the mean over conversations of
+schedule minus uniform; then mean ± sd over seeds). ``--seeds`` with no value skips the
+first part.
 """
 
 from __future__ import annotations
@@ -34,12 +42,11 @@ from personaevo.simulator import (
     ScriptedAgent,
     TrainConfig,
     evaluate_simulators,
-    goals_for_profiles,
-    load_goal_source,
-    load_profiles,
+    held_out_pairs,
     open_model,
     train_simulator,
 )
+from personaevo.simulator.curriculum import SCHEDULES
 from personaevo.simulator.evaluation import METRICS
 from personaevo.simulator.training import resolve_model
 from personaevo.spaces import load_space
@@ -75,7 +82,6 @@ def train(args, personas: Path, out: Path, seed: int, curriculum: str, steps: in
         max_completion_length=32,
         qa_questions=0,  # Q&A is trained on probe rows (a quarter of the pool) only
         curriculum=curriculum,
-        held_out=0.25,
         save_steps=steps,
         seed=seed,
     )
@@ -84,9 +90,7 @@ def train(args, personas: Path, out: Path, seed: int, curriculum: str, steps: in
 
 
 def evaluate(args, out: Path, models: list[tuple[str, str]], seed: int) -> dict:
-    profiles, _ = load_profiles(personas=out / "heldout.jsonl", seed=seed)
-    goals, template = load_goal_source(None)
-    pairs = list(zip(profiles, goals_for_profiles(profiles, goals, template, seed), strict=True))
+    pairs = held_out_pairs(out)
     comparison, _ = evaluate_simulators(
         [(name, open_model(spec)) for name, spec in models],
         pairs,
@@ -108,6 +112,87 @@ def mean_sd(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {sd:.3f}"
 
 
+def paired_mean(a: list[float | None], b: list[float | None]) -> float | None:
+    """Mean of ``a - b`` over the conversations where both have a value."""
+    both = [x - y for x, y in zip(a, b, strict=True) if x is not None and y is not None]
+    return statistics.mean(both) if both else None
+
+
+def consistency(args, root: Path, personas: Path, base: str) -> tuple[list[str], list[dict]]:
+    """Before and after uniform training, per seed (the first table)."""
+    runs = []
+    for seed in args.seeds:
+        t0 = time.perf_counter()
+        final = train(args, personas, root / f"seed{seed}", seed, "uniform", args.steps)
+        trained = time.perf_counter() - t0
+        result = evaluate(
+            args, root / f"seed{seed}", [("before", base), ("after", str(final))], seed
+        )
+        result["train_seconds"] = round(trained, 1)
+        runs.append(result)
+        print(f"seed {seed}: trained in {trained:.0f} s")
+    if not runs:
+        return [], runs
+    lines = [
+        f"GRPO on {args.model}{' (LoRA r 16)' if args.lora else ''}: {args.steps} steps x {args.prompts_per_step} prompts x "
+        f"{args.group_size} completions, lr {args.lr}, beta {args.beta}; held-out "
+        f"personas, {args.conversations} conversations of up to {args.turns} user turns "
+        f"per model; mean ± sd over seeds {args.seeds}",
+        "",
+        "| metric | before | after | after - before |",
+        "|---|---|---|---|",
+    ]
+    for metric in METRICS:
+        before = [r["models"][0]["metrics"][metric]["mean"] for r in runs]
+        after = [r["models"][1]["metrics"][metric]["mean"] for r in runs]
+        diff = [r["differences"][metric]["mean"] for r in runs]
+        lines.append(f"| {metric} | {mean_sd(before)} | {mean_sd(after)} | {mean_sd(diff)} |")
+    lines += ["", f"training seconds per seed: {[r['train_seconds'] for r in runs]}"]
+    return lines, runs
+
+
+def curricula(args, root: Path, personas: Path, base: str) -> tuple[list[str], list[dict]]:
+    """Uniform, moderate-first and hardest-first over seeds (the second table)."""
+    per_seed = []
+    for seed in args.curriculum_seeds:
+        models, seconds = [("before", base)], {}
+        for schedule in SCHEDULES:
+            t0 = time.perf_counter()
+            out = root / f"curriculum-{schedule}-seed{seed}"
+            final = train(args, personas, out, seed, schedule, args.curriculum_steps)
+            seconds[schedule] = round(time.perf_counter() - t0, 1)
+            models.append((schedule, str(final)))
+        result = evaluate(args, root / f"curriculum-uniform-seed{seed}", models, seed)
+        result["train_seconds"] = seconds
+        per_seed.append(result)
+    header = " | ".join(SCHEDULES)
+    lines = [
+        f"Curriculum on {args.model}{' (LoRA r 16)' if args.lora else ''}: {args.curriculum_steps} steps per schedule, seeds "
+        f"{args.curriculum_seeds}; mean ± sd over seeds (paired difference from uniform)",
+        "",
+        f"| metric | before | {header} | moderate-first - uniform | hardest-first - uniform |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for metric in METRICS:
+        cells = []
+        for k in range(len(SCHEDULES) + 1):
+            cells.append(mean_sd([r["models"][k]["metrics"][metric]["mean"] for r in per_seed]))
+        for schedule in SCHEDULES[1:]:
+            k = SCHEDULES.index(schedule) + 1
+            diffs = [
+                paired_mean(
+                    r["models"][k]["per_conversation"][metric],
+                    r["models"][1]["per_conversation"][metric],
+                )
+                for r in per_seed
+            ]
+            cells.append(mean_sd(diffs))
+        lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+    seconds = [r["train_seconds"] for r in per_seed]
+    lines += ["", f"training seconds per seed and schedule: {seconds}"]
+    return lines, per_seed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2", help="smollm2, gemma3-270m, tiny, a folder")
@@ -115,6 +200,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--curriculum-steps", type=int, default=20)
+    parser.add_argument("--curriculum-seeds", type=int, nargs="*", default=[0, 1, 2])
     parser.add_argument("--personas", type=int, default=48)
     parser.add_argument("--conversations", type=int, default=24)
     parser.add_argument("--turns", type=int, default=4)
@@ -132,66 +218,16 @@ def main() -> None:
     write_population(personas, args.personas, seed=1234)
     base = str(resolve_model(args.model))
     started = time.perf_counter()
-    runs = []
-    for seed in args.seeds:
-        t0 = time.perf_counter()
-        final = train(args, personas, root / f"seed{seed}", seed, "uniform", args.steps)
-        trained = time.perf_counter() - t0
-        result = evaluate(
-            args, root / f"seed{seed}", [("before", base), ("after", str(final))], seed
-        )
-        result["train_seconds"] = round(trained, 1)
-        runs.append(result)
-        print(f"seed {seed}: trained in {trained:.0f} s")
-    lines: list[str] = []
-    if runs:
-        lines += [
-            f"GRPO on {args.model}{' (LoRA r 16)' if args.lora else ''}: {args.steps} steps x "
-            f"{args.prompts_per_step} prompts x "
-            f"{args.group_size} completions, lr {args.lr}, beta {args.beta}; held-out "
-            f"personas, {args.conversations} conversations of up to {args.turns} user turns "
-            f"per model; mean ± sd over seeds {args.seeds}",
-            "",
-            "| metric | before | after | after - before |",
-            "|---|---|---|---|",
-        ]
-        for metric in METRICS:
-            before = [r["models"][0]["metrics"][metric]["mean"] for r in runs]
-            after = [r["models"][1]["metrics"][metric]["mean"] for r in runs]
-            diff = [r["differences"][metric]["mean"] for r in runs]
-            lines.append(f"| {metric} | {mean_sd(before)} | {mean_sd(after)} | {mean_sd(diff)} |")
-        lines += ["", f"training seconds per seed: {[r['train_seconds'] for r in runs]}"]
-    if args.curriculum_steps:
-        models = [("before", base)]
-        for schedule in ("moderate-first", "hardest-first"):
-            out = root / f"curriculum-{schedule}"
-            final = train(args, personas, out, 0, schedule, args.curriculum_steps)
-            models.append((schedule, str(final)))
-        result = evaluate(args, root / "curriculum-moderate-first", models, 0)
-        lines += [
-            "",
-            f"Curriculum, seed 0, {args.curriculum_steps} steps each; mean [95% bootstrap CI]",
-            "",
-            "| metric | before | moderate-first | hardest-first |",
-            "|---|---|---|---|",
-        ]
-        for metric in METRICS:
-            cells = []
-            for model in result["models"]:
-                m = model["metrics"][metric]
-                cells.append(
-                    "n/a"
-                    if m["mean"] is None
-                    else f"{m['mean']:.3f} [{m['low']:.3f}, {m['high']:.3f}]"
-                )
-            lines.append(f"| {metric} | " + " | ".join(cells) + " |")
-        (root / "curriculum.json").write_text(json.dumps(result, indent=2) + "\n")
-    lines += ["", f"total {time.perf_counter() - started:.0f} s"]
-    print("\n".join(lines))
+    lines, runs = consistency(args, root, personas, base)
     if runs:
         (root / "results.json").write_text(json.dumps(runs, indent=2) + "\n")
-    name = "results.md" if runs else "curriculum.md"
-    (root / name).write_text("\n".join(lines) + "\n")
+    if args.curriculum_steps and args.curriculum_seeds:
+        more, per_seed = curricula(args, root, personas, base)
+        lines += ["", *more] if lines else more
+        (root / "curriculum.json").write_text(json.dumps(per_seed, indent=2) + "\n")
+    lines += ["", f"total {time.perf_counter() - started:.0f} s"]
+    print("\n".join(lines))
+    (root / "results.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

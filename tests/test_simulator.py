@@ -443,23 +443,12 @@ def test_invalid_persona_file_is_reported_with_records(tmp_path, customer_suppor
         load_personas(path)
 
 
-def test_personas_come_from_a_runs_front_programs(tmp_path):
-    import shutil
-
-    from personaevo.evaluate import seed_generator_paths
-    from personaevo.evolution.config import EvolveConfig
+def test_a_run_source_must_be_a_run_directory(tmp_path):
+    """A run's personas come through its export (tests/test_simulator_data.py); here only
+    what is not a run."""
     from personaevo.simulator import load_profiles
 
-    run = tmp_path / "run"
-    (run / "front").mkdir(parents=True)
-    EvolveConfig(space="customer_support").save(run / "config.yaml")
-    uniform = next(p for p in seed_generator_paths() if p.name == "uniform.py")
-    shutil.copy(uniform, run / "front" / "uniform.py")
-    profiles, space = load_profiles(run=run, n_per_program=5, seed=0)
-    assert space.name == "customer_support"
-    assert [p.persona_id for p in profiles] == [f"uniform-{i}" for i in range(5)]
-    assert all(set(p.traits) == set(space.axis_names) for p in profiles)
-    with pytest.raises(InputError, match="not a run directory"):
+    with pytest.raises(InputError, match="not a personaevo run directory"):
         load_profiles(run=tmp_path)
     with pytest.raises(InputError, match="exactly one"):
         load_profiles()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from personaevo.cli._common import MODEL_HELP, console, write_json
+from personaevo.cli._common import MODEL_HELP, console, say, write_json
 from personaevo.cli._options import config_from_options, option_name
 from personaevo.cli._types import (
     float_at_least,
@@ -21,6 +21,7 @@ from personaevo.cli._types import (
 )
 from personaevo.errors import InputError
 from personaevo.llm.config import default_model
+from personaevo.simulator.heldout import DEFAULT_HELD_OUT
 
 
 def _csv(value: str | None) -> list[str]:
@@ -43,9 +44,28 @@ def _weights(value: str | None) -> dict[str, float]:
 
 
 def _pairs(args: argparse.Namespace):
+    """(profile, goal) pairs: a training run's held-out ones (``--training-run``, or
+    ``--personas`` naming a training run's ``heldout.jsonl``), else the personas of
+    ``--personas`` or ``--run`` with goals from ``--goals``."""
     from personaevo.simulator import goals_for_profiles, load_goal_source, load_profiles
+    from personaevo.simulator.heldout import held_out_pairs, is_training_run
 
-    profiles, _ = load_profiles(args.personas, args.run, args.space, args.seed)
+    training_run = getattr(args, "training_run", None)
+    if training_run is None and args.personas is not None and is_training_run(args.personas):
+        training_run = args.personas
+    if training_run is not None:
+        if args.goals is not None:
+            raise InputError(
+                f"--goals: {training_run} is a training run; its held-out personas come with "
+                "the goals training held out (leave --goals out)"
+            )
+        pairs = held_out_pairs(training_run)
+        console.print(
+            f"{len(pairs)} held-out personas of the training run {training_run}, each with "
+            "its held-out goal"
+        )
+        return pairs
+    profiles, _ = load_profiles(args.personas, args.run, args.space, args.seed, log=say)
     goals, template = load_goal_source(args.goals)
     return list(
         zip(profiles, goals_for_profiles(profiles, goals, template, args.seed), strict=True)
@@ -116,6 +136,7 @@ def cmd_train_simulator(args: argparse.Namespace) -> int:
             "model": args.model,
             "personas": args.personas,
             "run": args.run,
+            "n_per_program": args.n_per_program,
             "space": args.space,
             "goals": args.goals,
             "out": args.out,
@@ -158,9 +179,15 @@ def cmd_train_simulator(args: argparse.Namespace) -> int:
         unreadable = count.text() if count is not None else "-"
         table.add_row(name, f"{first:.3f}", f"{result.last_rewards[name]:.3f}", unreadable)
     console.print(table)
+    if result.program_problems:
+        console.print(
+            f"{len(result.program_problems)} front programs failed (listed above and in "
+            f"{Path(result.out) / 'summary.json'} under programs)"
+        )
     console.print(
         f"model written to {result.final_model}; held-out personas in "
-        f"{Path(result.out) / 'heldout.jsonl'}; {result.seconds:.0f} s"
+        f"{Path(result.out) / 'heldout.jsonl'} (evaluate them with eval-simulator "
+        f"--training-run {result.out}); {result.seconds:.0f} s"
     )
     return 0
 
@@ -210,10 +237,21 @@ def cmd_eval_simulator(args: argparse.Namespace) -> int:
     return 0
 
 
-def _source_options(parser: argparse.ArgumentParser) -> None:
+def _source_options(parser: argparse.ArgumentParser, training_run: bool = False) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--personas", help="persona JSONL file (or an export)")
-    group.add_argument("--run", help="evolution run directory: its front programs' personas")
+    group.add_argument(
+        "--run",
+        help="evolution run directory: its front programs' personas, exported as "
+        "`personaevo export` does (failing programs are listed)",
+    )
+    if training_run:
+        group.add_argument(
+            "--training-run",
+            dest="training_run",
+            metavar="DIR",
+            help="a train-simulator output folder: exactly its held-out personas and goals",
+        )
     parser.add_argument("--space", help="validate the persona file against this space")
     parser.add_argument("--goals", help="goal file or goal template (default: built-in template)")
     parser.add_argument("--intents", help="allowed intents, comma-separated (default: all)")
@@ -252,6 +290,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--model", help=f"model to start from: {MODEL_HELP}")
     _source_options(tr)
     tr.add_argument("--config", help="training configuration (JSON, TrainConfig fields)")
+    tr.add_argument(
+        "--n-per-program",
+        type=int_at_least(1),
+        dest="n_per_program",
+        help="with --run: personas exported per front program (default 20)",
+    )
     tr.add_argument("--resume", metavar="DIR", help="continue the training run in DIR")
     tr.add_argument("--out", help="output folder (default runs/simulator)")
     tr.add_argument("--steps", type=int_at_least(1))
@@ -274,7 +318,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--held-out",
         type=float_in(0.0, 1.0, high_inclusive=False),
         dest="held_out",
-        help="share of personas held out (at least 0, below 1)",
+        help=f"share of personas held out for eval-simulator (at least 0, below 1; default "
+        f"{DEFAULT_HELD_OUT}, a quarter)",
     )
     tr.add_argument("--rewards", help="comma-separated reward names (default: all)")
     tr.add_argument("--reward-weights", dest="reward_weights", help="NAME=W,NAME=W")
@@ -288,7 +333,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument(
         "--model", action="append", required=True, help="model to score (repeat to compare)"
     )
-    _source_options(ev)
+    _source_options(ev, training_run=True)
     _conversation_options(ev, conversations=32)
     ev.add_argument(
         "--qa-questions",

@@ -19,7 +19,7 @@ def _personas(args: argparse.Namespace, required: bool = True):
 
     if not required and args.personas is None and args.run is None:
         return []
-    profiles, _ = load_profiles(args.personas, args.run, args.space, args.seed)
+    profiles, _ = load_profiles(args.personas, args.run, args.space, args.seed, log=say)
     return profiles
 
 

@@ -98,6 +98,7 @@ def export_personas(
     log: Callable[[str], None] | None = None,
     command: str | None = None,
     drop_copies: bool = False,
+    index: bool = True,
 ) -> ExportSummary:
     """Export ``n`` coverage-optimised personas from the run in ``run``.
 
@@ -112,7 +113,9 @@ def export_personas(
     text, and the measured positions are exported, with the declared ones kept as
     ``declared_traits``. With a reference, every record says whether it copies a
     respondent (``copy_of_respondent``, :mod:`personaevo.metrics.novelty`); with
-    ``drop_copies`` such personas are removed from the pool before selection."""
+    ``drop_copies`` such personas are removed from the pool before selection. With
+    ``index`` (the default) the export is listed in the run's ``exports.jsonl``; without
+    it the run directory is left as it was (the simulator trainer's exports)."""
     say = log or (lambda line: None)
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise InputError(f"--n: expected a positive number of personas, got {n!r}")
@@ -275,7 +278,8 @@ def export_personas(
         ) + (f" --assess {method}" if assess is not None or method != "explicit" else "")
     atomic_write(card_path, lambda tmp: tmp.write_text(render_card(summary, command), "utf-8"))
     atomic_write(summary_path, lambda tmp: tmp.write_text(summary.model_dump_json(indent=1)))
-    _add_to_index(files.path, summary, summary_path, say)
+    if index:
+        _add_to_index(files.path, summary, summary_path, say)
     if summary.shortfall:
         say(f"exported {len(chosen):,} of {n:,} asked for: {summary.shortfall}")
     return summary

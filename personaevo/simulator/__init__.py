@@ -22,7 +22,7 @@ from personaevo.simulator import corpus_section as _corpus_section  # noqa: F401
 from personaevo.simulator.agents import Agent, LLMAgent, ScriptedAgent
 from personaevo.simulator.conditioning import Turn, simulator_messages
 from personaevo.simulator.corpus_section import TemplateSimulator
-from personaevo.simulator.curriculum import Curriculum, difficulty
+from personaevo.simulator.curriculum import Curriculum, difficulty, prior_difficulty
 from personaevo.simulator.evaluation import Comparison, evaluate_simulators
 from personaevo.simulator.goal_files import (
     GoalTemplate,
@@ -31,6 +31,7 @@ from personaevo.simulator.goal_files import (
     load_goals,
 )
 from personaevo.simulator.goals import GoalState, Status, UserGoal
+from personaevo.simulator.heldout import DEFAULT_HELD_OUT, held_out_pairs
 from personaevo.simulator.intents import STOP, Intent, parse_intent
 from personaevo.simulator.judges import Judge, LLMJudge, RuleJudge
 from personaevo.simulator.models import open_model
@@ -41,8 +42,10 @@ from personaevo.simulator.simulator import IntentPlanner, Simulator
 from personaevo.simulator.sources import load_profiles
 from personaevo.simulator.training import TrainConfig, train_simulator
 from personaevo.simulator.verdicts import JudgementCount, Verdict
+from personaevo.simulator.winners import RunPersonas, personas_from_run, program_problems
 
 __all__ = [
+    "DEFAULT_HELD_OUT",
     "REWARDS",
     "STOP",
     "Agent",
@@ -59,6 +62,7 @@ __all__ = [
     "LLMJudge",
     "Profile",
     "RuleJudge",
+    "RunPersonas",
     "ScriptedAgent",
     "Simulator",
     "Status",
@@ -70,12 +74,16 @@ __all__ = [
     "difficulty",
     "evaluate_simulators",
     "goals_for_profiles",
+    "held_out_pairs",
     "load_goal_source",
     "load_goals",
     "load_profiles",
     "open_model",
     "parse_intent",
+    "personas_from_run",
+    "prior_difficulty",
     "profile_from_persona",
+    "program_problems",
     "read_records",
     "reward_functions",
     "simulate",

@@ -19,6 +19,12 @@ history, the user's line, then one multiple-choice question about the profile as
 message; the completion is the answer, graded exactly. Probe rows train the simulator to
 answer questions about itself consistently, which utterance rows alone cannot teach.
 
+After every refresh the curriculum counts each conversation's outcome (its goal met or
+failed, :func:`personaevo.simulator.curriculum.goal_failed`) for its persona: the
+measured half of the persona's difficulty. A pool that starts at refresh ``r > 0`` (a
+resumed run) first counts the outcomes of refreshes ``0 .. r-1`` from the rollout files
+they saved, so a resumed run samples as the uninterrupted one would.
+
 The accelerate data loader fetches one batch ahead, so the first batch after a refresh
 may still come from the previous pool.
 """
@@ -33,12 +39,17 @@ from pydantic import BaseModel
 
 from personaevo.llm import LLM, Message, SamplingParams
 from personaevo.simulator.agents import Agent
-from personaevo.simulator.curriculum import Curriculum
+from personaevo.simulator.curriculum import Curriculum, goal_failed
 from personaevo.simulator.goals import UserGoal
 from personaevo.simulator.judges import Judge
 from personaevo.simulator.profiles import Profile
 from personaevo.simulator.qa import make_questions, question_messages
-from personaevo.simulator.rollout import run_conversations, turn_prompts, write_records
+from personaevo.simulator.rollout import (
+    read_records,
+    run_conversations,
+    turn_prompts,
+    write_records,
+)
 from personaevo.simulator.simulator import IntentPlanner, Simulator
 
 
@@ -49,6 +60,7 @@ class RefreshReport(BaseModel):
     user_turns: int
     alignment: float
     stopped: float
+    failed: float = 0.0  # share of the conversations whose goal was not met
     seconds: float
 
 
@@ -86,12 +98,14 @@ class PromptPool:
         self.pools = value_pools(profiles, goals)
         self._rows: list[dict] = []
         self.reports: list[RefreshReport] = []
+        self._counted_before: int | None = None  # refreshes counted from saved files
 
     def refresh(self, llm: LLM, step: int, refresh: int) -> RefreshReport:
         """Replay conversations with ``llm`` (the current policy) and refill the pool."""
         import time
 
         start = time.perf_counter()
+        self._count_saved(refresh)
         rng = np.random.default_rng([self.seed, refresh])
         picks = self.curriculum.sample(step / self.total_steps, self.conversations, rng)
         simulator = Simulator(llm, self.params, self.window, self.planner)
@@ -107,6 +121,9 @@ class PromptPool:
         records = run_conversations(
             simulator, self.agent, self.judge, sessions, self.max_turns, self.seed + refresh
         )
+        failed = [goal_failed(r) for r in records]
+        for i, lost in zip(picks, failed, strict=True):
+            self.curriculum.record(int(i), lost)
         if self.save_dir is not None:
             write_records(self.save_dir / f"refresh-{refresh:04d}.jsonl", records)
         rows = [row for r in records for row in turn_prompts(r, self.window, self.max_turns)]
@@ -134,10 +151,29 @@ class PromptPool:
             user_turns=len(rows),
             alignment=float(np.mean([r.alignment for r in records])),
             stopped=float(np.mean([r.stop_reason == "stop_marker" for r in records])),
+            failed=float(np.mean(failed)),
             seconds=round(time.perf_counter() - start, 2),
         )
         self.reports.append(report)
         return report
+
+    def _count_saved(self, refresh: int) -> None:
+        """On the pool's first refresh ``r``, count the outcomes saved by refreshes before
+        ``r`` (a resumed run; see the module docstring)."""
+        if self._counted_before is not None:
+            return
+        self._counted_before = refresh
+        if self.save_dir is None:
+            return
+        index = {p.persona_id: i for i, p in enumerate(self.profiles)}
+        for earlier in range(refresh):
+            path = self.save_dir / f"refresh-{earlier:04d}.jsonl"
+            if not path.is_file():
+                continue
+            for record in read_records(path):
+                i = index.get(record.profile.persona_id)
+                if i is not None:
+                    self.curriculum.record(i, goal_failed(record))
 
     def rows(self, batch: dict) -> dict:
         """The dataset transform: slot numbers in, the pool's columns out."""

@@ -4,14 +4,16 @@
   ``rarity`` too) is validated in full before anything runs: against ``space`` when one is
   given (every axis present, in range and feasible), otherwise the record schema only.
   Any invalid record stops the load with ``FILE: record I (id ID): REASON`` lines.
-* A **run directory** (``personaevo evolve --out DIR``) gives its space (``config.yaml``)
-  and its front programs (``front/*.py``); each program runs in the sandbox for
-  ``n_per_program`` personas (seeded), and the valid personas are used. This is how
-  winning generators reach the simulator trainer.
+* A **run directory** (``personaevo evolve --out DIR``) is exported
+  (:mod:`personaevo.simulator.winners`: the export's own code, with the run's reference
+  sample, language model, assessor and count rule), and the exported personas are read
+  like a persona file. Programs that failed are logged, one line each, never dropped
+  silently. This is how winning generators reach the simulator trainer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from personaevo.errors import FileFieldError, InputError
@@ -71,58 +73,25 @@ def _schema(record) -> tuple[Persona | None, str]:
     return persona, ""
 
 
-def personas_from_run(
-    run: str | Path, n_per_program: int = 20, seed: int = 0
-) -> tuple[list[Persona], TraitSpace]:
-    """Run each front program of an evolution run in the sandbox; the valid personas
-    (ids ``PROGRAM-i``) and the run's space."""
-    from personaevo.evaluate import generator_space
-    from personaevo.evolution.config import EvolveConfig
-    from personaevo.programs import load_program
-    from personaevo.sandbox import Job, Sandbox
-
-    run = Path(run)
-    config_path = run / "config.yaml"
-    if not config_path.is_file():
-        raise InputError(f"{run}: not a run directory (no config.yaml)")
-    front = sorted((run / "front").glob("*.py"))
-    if not front:
-        raise InputError(f"{run}: the run has no front programs yet (front/*.py)")
-    config = EvolveConfig.load(config_path)
-    space = resolve_space(config.space)
-    view = generator_space(space, None, seed=seed)
-    limits = config.limits(n_per_program)
-    jobs = [Job(program=load_program(p), space=view, n=n_per_program, seed=seed) for p in front]
-    with Sandbox(workers=1, limits=limits) as sandbox:
-        results = sandbox.map(jobs)
-    personas: list[Persona] = []
-    failures = []
-    for path, result in zip(front, results, strict=True):
-        if not result.ok:
-            failures.append(f"{path.name}: {result.failure}: {result.message}")
-        checked = check_personas(result.personas, space)
-        for i, persona in enumerate(checked.valid):
-            data = persona.model_dump(exclude_none=True)
-            data["id"] = f"{path.stem}-{i}"
-            personas.append(Persona.model_validate(data))
-    if not personas:
-        raise InputError(f"{run}: no front program produced a valid persona: {failures}")
-    return personas, space
-
-
 def load_profiles(
     personas: str | Path | None = None,
     run: str | Path | None = None,
     space: TraitSpace | str | None = None,
     seed: int = 0,
     n_per_program: int = 20,
+    log: Callable[[str], None] | None = None,
 ) -> tuple[list[Profile], TraitSpace | None]:
-    """Profiles from a persona file or a run directory (exactly one of them)."""
+    """Profiles from a persona file or a run directory (exactly one of them). A run is
+    exported to a temporary folder (:func:`personaevo.simulator.winners.personas_from_run`)
+    and its failing programs are passed to ``log``, one line each."""
     if (personas is None) == (run is None):
         raise InputError("give exactly one of a persona file (--personas) or a run (--run)")
     resolved = resolve_space(space) if space is not None else None
     if run is not None:
-        found, resolved = personas_from_run(run, n_per_program, seed)
+        from personaevo.simulator.winners import personas_from_run
+
+        got = personas_from_run(run, None, n_per_program, seed, log=log)
+        found, resolved = got.personas, got.space
     else:
         found = load_personas(personas, resolved)
     return [profile_from_persona(p, resolved, seed) for p in found], resolved

@@ -4,8 +4,12 @@
 
 1. checks every input before any training (model folder, personas, goals, intents,
    rewards, curriculum; :class:`~personaevo.errors.InputError` otherwise);
-2. splits the personas into training and held-out ones (``held_out`` share, seeded; the
-   held-out personas are written to ``OUT/heldout.jsonl`` for ``eval-simulator``);
+2. splits the personas into training and held-out ones (``held_out`` share, a quarter by
+   default, seeded; the held-out personas and their goals are written to
+   ``OUT/heldout.jsonl`` and ``OUT/heldout_goals.json`` for ``eval-simulator``,
+   :mod:`personaevo.simulator.heldout`). With ``run``, the personas are the run's export
+   (:mod:`personaevo.simulator.winners`, files in ``OUT``), and every front program that
+   failed is logged and listed in ``OUT/summary.json`` under ``programs``;
 3. trains with ``GRPOTrainer``: ``group_size`` completions per prompt, ``prompts_per_step``
    prompts per optimizer step, TRL's ``loss_type`` and KL weight ``beta``, truncated
    completions masked out of the loss (tiny models otherwise learn to pad to the limit),
@@ -44,12 +48,12 @@ from personaevo.bounds import MAX_SEED
 from personaevo.errors import InputError
 from personaevo.llm import SamplingParams
 from personaevo.llm.config import default_model
-from personaevo.personas import write_personas
-from personaevo.simulator.curriculum import SCHEDULES, Curriculum, difficulties
+from personaevo.simulator.curriculum import SCHEDULES, Curriculum, prior_difficulty
 from personaevo.simulator.goal_files import goals_for_profiles, load_goal_source
 from personaevo.simulator.goals import UserGoal
+from personaevo.simulator.heldout import DEFAULT_HELD_OUT, write_held_out
 from personaevo.simulator.models import check_model_spec
-from personaevo.simulator.profiles import Profile
+from personaevo.simulator.profiles import Profile, profile_from_persona
 from personaevo.simulator.rewards import REWARDS, CountedReward, counted_reward_functions
 from personaevo.simulator.simulator import IntentPlanner, parse_intents
 from personaevo.simulator.sources import load_profiles
@@ -91,7 +95,9 @@ class TrainConfig(BaseModel):
     window: int = Field(6, ge=1, description="History messages in the simulator's input.")
     pool_size: int = Field(64, ge=1)
     curriculum: str = Field("uniform", description=f"One of {', '.join(SCHEDULES)}.")
-    held_out: float = Field(0.2, ge=0, lt=1)
+    held_out: float = Field(
+        DEFAULT_HELD_OUT, ge=0, lt=1, description="Share of personas held out for evaluation."
+    )
     rewards: list[str] = Field(default_factory=lambda: list(REWARDS))
     reward_weights: dict[str, float] = Field(default_factory=dict)
     intents: list[str] = Field(default_factory=list, description="Allowed intents; [] = all.")
@@ -103,7 +109,11 @@ class TrainConfig(BaseModel):
     agent_refusal: float = Field(0.2, ge=0, le=1, description="Scripted agent's stall rate.")
     judge: str = Field("rules", description="Reward judge: 'rules' or a model spec.")
     save_steps: int | None = Field(None, ge=1, description="Default: refresh_every.")
-    n_per_program: int = Field(20, ge=1, description="Personas per front program (--run).")
+    n_per_program: int = Field(
+        20,
+        ge=1,
+        description="Personas per front program exported from --run (n = this x programs).",
+    )
     vllm: Literal["auto", "on", "off"] = "auto"
     seed: int = Field(0, ge=0, le=MAX_SEED)
 
@@ -174,10 +184,14 @@ class Prepared:
     held_out: list[tuple[Profile, UserGoal]]
     difficulties: list[float]
     planner: IntentPlanner
+    program_problems: list[str]  # front programs of ``run`` that failed (one line each)
 
 
-def prepare(config: TrainConfig) -> Prepared:
-    """Check every input and split the personas; raises :class:`InputError` on bad input."""
+def prepare(
+    config: TrainConfig, resume: bool = False, log: Callable[[str], None] | None = None
+) -> Prepared:
+    """Check every input and split the personas; raises :class:`InputError` on bad input.
+    A run's personas are exported into ``config.out`` (reused when ``resume``)."""
     planner = IntentPlanner(parse_intents(config.intents, "--intents"))
     unknown = sorted(set(config.reward_weights) - set(config.rewards))
     if unknown:
@@ -186,9 +200,17 @@ def prepare(config: TrainConfig) -> Prepared:
     for spec in (config.agent, config.judge):
         if spec not in ("scripted", "rules"):
             check_model_spec(spec)
-    profiles, space = load_profiles(
-        config.personas, config.run, config.space, config.seed, config.n_per_program
-    )
+    problems: list[str] = []
+    if config.run is not None and config.personas is None:
+        from personaevo.simulator.winners import personas_from_run
+
+        got = personas_from_run(
+            config.run, config.out, config.n_per_program, config.seed, reuse=resume, log=log
+        )
+        profiles = [profile_from_persona(p, got.space, config.seed) for p in got.personas]
+        space, problems = got.space, got.problems
+    else:
+        profiles, space = load_profiles(config.personas, config.run, config.space, config.seed)
     goals, template = load_goal_source(config.goals)
     assigned = goals_for_profiles(profiles, goals, template, config.seed)
     pairs = list(zip(profiles, assigned, strict=True))
@@ -202,8 +224,9 @@ def prepare(config: TrainConfig) -> Prepared:
         model_path=model_path,
         train=train,
         held_out=held,
-        difficulties=difficulties([p for p, _ in train], space),
+        difficulties=prior_difficulty([p for p, _ in train], space),
         planner=planner,
+        program_problems=problems,
     )
 
 
@@ -238,7 +261,7 @@ def build_trainer(config: TrainConfig, prepared: Prepared, out: Path):
     pool = PromptPool(
         profiles=[p for p, _ in prepared.train],
         goals=[g for _, g in prepared.train],
-        curriculum=Curriculum(prepared.difficulties, config.curriculum),
+        curriculum=Curriculum(prepared.difficulties, config.curriculum, seed=config.seed),
         agent=open_agent(config.agent, config.agent_refusal),
         judge=judge,
         planner=prepared.planner,
@@ -337,6 +360,7 @@ class TrainResult(BaseModel):
     first_rewards: dict[str, float]
     last_rewards: dict[str, float]
     judgements: dict[str, JudgementCount] = Field(default_factory=dict)  # per reward, this run
+    program_problems: list[str] = Field(default_factory=list)  # failing front programs (--run)
 
 
 def train_simulator(
@@ -352,10 +376,10 @@ def train_simulator(
         raise InputError(f"{out}: no checkpoint to resume from")
     if not resume and (out / CONFIG_FILE).exists():
         raise InputError(f"{out}: already holds a training run; use --resume or another --out")
-    prepared = prepare(config)
+    prepared = prepare(config, resume=resume, log=log)
     out.mkdir(parents=True, exist_ok=True)
     config.save(out)
-    write_personas(out / "heldout.jsonl", [_persona_record(p, g) for p, g in prepared.held_out])
+    write_held_out(out, prepared.held_out)
     log(
         f"model {prepared.model_path}; {len(prepared.train)} training personas, "
         f"{len(prepared.held_out)} held out; {config.steps} steps"
@@ -387,6 +411,7 @@ def train_simulator(
         "rewards": reward_curves(history),
         "refreshes": [r.model_dump() for r in pool.reports],
         "judgements": {name: count.model_dump() for name, count in judgements.items()},
+        "programs": prepared.program_problems,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     curves = summary["rewards"]
@@ -399,6 +424,7 @@ def train_simulator(
         first_rewards={k: v[0][1] for k, v in curves.items() if v},
         last_rewards={k: v[-1][1] for k, v in curves.items() if v},
         judgements=judgements,
+        program_problems=prepared.program_problems,
     )
 
 
@@ -461,17 +487,3 @@ def reward_curves(history: list[dict]) -> dict[str, list[tuple[int, float]]]:
                 name = key.split("/")[1]
                 curves.setdefault(name, []).append((int(entry.get("step", 0)), float(value)))
     return curves
-
-
-def _persona_record(profile, goal) -> dict:
-    record = {
-        "id": profile.persona_id,
-        "traits": profile.traits,
-        "profile": profile.facts,
-        "goal": goal.id,
-    }
-    if profile.description:
-        record["description"] = profile.description
-    if profile.rarity is not None:
-        record["rarity"] = profile.rarity
-    return record
