@@ -35,7 +35,7 @@ from personaevo.simulator.profiles import Profile, profile_from_persona
 DEFAULT_HELD_OUT = 0.25
 PERSONAS_FILE = "heldout.jsonl"
 GOALS_FILE = "heldout_goals.json"
-CONFIG_FILE = "train_config.json"
+CONFIG_FILE = "train_config.json"  # the training configuration (training.TrainConfig.save)
 
 
 def persona_record(profile: Profile, goal: UserGoal) -> dict:

@@ -51,7 +51,7 @@ from personaevo.llm.config import default_model
 from personaevo.simulator.curriculum import SCHEDULES, Curriculum, prior_difficulty
 from personaevo.simulator.goal_files import goals_for_profiles, load_goal_source
 from personaevo.simulator.goals import UserGoal
-from personaevo.simulator.heldout import DEFAULT_HELD_OUT, write_held_out
+from personaevo.simulator.heldout import CONFIG_FILE, DEFAULT_HELD_OUT, write_held_out
 from personaevo.simulator.models import check_model_spec
 from personaevo.simulator.profiles import Profile, profile_from_persona
 from personaevo.simulator.rewards import REWARDS, CountedReward, counted_reward_functions
@@ -60,7 +60,6 @@ from personaevo.simulator.sources import load_profiles
 from personaevo.simulator.verdicts import JudgementCount
 
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo")
-CONFIG_FILE = "train_config.json"
 
 
 class TrainConfig(BaseModel):

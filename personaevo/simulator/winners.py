@@ -37,6 +37,7 @@ from personaevo.export.models import ExportSummary
 from personaevo.export.pool import ProgramYield
 from personaevo.personas import Persona
 from personaevo.runfiles import open_run
+from personaevo.sandbox import Sandbox
 from personaevo.spaces import TraitSpace
 
 EXPORT_FILE = "personas.jsonl"
@@ -50,7 +51,7 @@ class RunPersonas(BaseModel):
     personas: list[Persona]
     space: TraitSpace
     export: ExportSummary
-    file: str  # the exported persona file
+    file: str  # the exported persona file ("" when it was a temporary one)
     problems: list[str]  # one line per front program that failed or gave invalid personas
 
 
@@ -92,18 +93,21 @@ def personas_from_run(
     seed: int = 0,
     reuse: bool = False,
     log: Callable[[str], None] | None = None,
-    sandbox=None,
+    sandbox: Sandbox | None = None,
 ) -> RunPersonas:
-    """Export the run's front programs into ``folder`` (a temporary folder when None) and
-    read the exported personas back (see the module docstring). With ``reuse``, an
-    export already in ``folder`` is read instead of made again (a resumed training run).
-    A run whose programs give no valid persona is an :class:`InputError` naming why."""
+    """Export the run's front programs into ``folder`` and read the exported personas back
+    (see the module docstring). Without ``folder`` the export goes to a temporary folder,
+    removed once read (``file`` is then empty). With ``reuse``, an export already in
+    ``folder`` is read instead of made again (a resumed training run). A run whose programs
+    give no valid persona is an :class:`InputError` naming why."""
     from personaevo.simulator.sources import load_personas
 
+    if folder is None:
+        with tempfile.TemporaryDirectory(prefix="personaevo-run-personas-") as tmp:
+            got = personas_from_run(run, tmp, n_per_program, seed, False, log, sandbox)
+        return got.model_copy(update={"file": ""})
     say = log or (lambda line: None)
     files = open_run(run)
-    if folder is None:
-        folder = Path(tempfile.mkdtemp(prefix="personaevo-run-personas-"))
     out = Path(folder) / EXPORT_FILE
     _, summary_path = export_paths(out)
     if reuse and out.is_file() and summary_path.is_file():
@@ -120,7 +124,8 @@ def personas_from_run(
             index=False,
             log=log,
             sandbox=sandbox,
-            command=f"train-simulator --run {files.path} (n_per_program {n_per_program})",
+            command=f"personas_from_run({str(files.path)!r}, n_per_program={n_per_program}, "
+            f"seed={seed}) (personaevo.simulator.winners)",
         )
     problems = program_problems(summary.programs)
     if problems:
