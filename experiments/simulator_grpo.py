@@ -112,6 +112,11 @@ def mean_sd(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {sd:.3f}"
 
 
+def label(args) -> str:
+    """The trained model as the tables name it."""
+    return f"{args.model}{' (LoRA r 16)' if args.lora else ''}"
+
+
 def paired_mean(a: list[float | None], b: list[float | None]) -> float | None:
     """Mean of ``a - b`` over the conversations where both have a value."""
     both = [x - y for x, y in zip(a, b, strict=True) if x is not None and y is not None]
@@ -134,7 +139,7 @@ def consistency(args, root: Path, personas: Path, base: str) -> tuple[list[str],
     if not runs:
         return [], runs
     lines = [
-        f"GRPO on {args.model}{' (LoRA r 16)' if args.lora else ''}: {args.steps} steps x {args.prompts_per_step} prompts x "
+        f"GRPO on {label(args)}: {args.steps} steps x {args.prompts_per_step} prompts x "
         f"{args.group_size} completions, lr {args.lr}, beta {args.beta}; held-out "
         f"personas, {args.conversations} conversations of up to {args.turns} user turns "
         f"per model; mean ± sd over seeds {args.seeds}",
@@ -167,7 +172,7 @@ def curricula(args, root: Path, personas: Path, base: str) -> tuple[list[str], l
         per_seed.append(result)
     header = " | ".join(SCHEDULES)
     lines = [
-        f"Curriculum on {args.model}{' (LoRA r 16)' if args.lora else ''}: {args.curriculum_steps} steps per schedule, seeds "
+        f"Curriculum on {label(args)}: {args.curriculum_steps} steps per schedule, seeds "
         f"{args.curriculum_seeds}; mean ± sd over seeds (paired difference from uniform)",
         "",
         f"| metric | before | {header} | moderate-first - uniform | hardest-first - uniform |",
