@@ -56,7 +56,9 @@ class RunPersonas(BaseModel):
 
 
 def program_problems(yields: list[ProgramYield]) -> list[str]:
-    """One line per program with failed runs, invalid personas or nothing exported::
+    """One line per program with failed runs, invalid personas or no usable persona (a
+    program whose valid personas were all left out by the selection has not failed; the
+    card says what each program gave)::
 
     NAME: failed 3 of 3 runs (exception: 3; seed 11: ValueError: ...); 0 exported
     NAME: 12 of 40 personas invalid (unknown value: 12); 28 exported
@@ -74,13 +76,8 @@ def program_problems(yields: list[ProgramYield]) -> list[str]:
                 for reason, count in sorted(y.invalid_reasons.items(), key=lambda x: -x[1])
             )
             parts.append(f"{y.invalid} of {y.returned} personas invalid ({reasons})")
-        if not parts and y.exported == 0:
-            parts.append(
-                f"gave {y.pooled} distinct valid personas ({y.duplicates} duplicates), "
-                "none selected"
-                if y.pooled
-                else f"returned {y.returned} personas for {y.requested} asked"
-            )
+        if not parts and y.pooled == 0:
+            parts.append(f"returned {y.returned} personas for {y.requested} asked, none usable")
         if parts:
             lines.append(f"{y.name}: {'; '.join(parts)}; {y.exported} exported")
     return lines
