@@ -84,6 +84,8 @@ def test_run_personas_are_the_export_and_failing_programs_are_reported(run_with_
     assert "failed" in by_name["broken"] and "exception" in by_name["broken"]
     assert "this program always fails" in by_name["broken"]
     assert "wrong_count" in by_name["too_many"]  # the count rule: more than n fails
+    failing = {y.name for y in got.export.programs if y.failures or y.invalid or not y.pooled}
+    assert set(by_name) == failing  # and only those: left out by the selection is no failure
     assert any("front programs of" in line and "failed" in line for line in lines)
     assert all(any(line.strip() == p for line in lines) for p in got.problems)
     # the run directory is left as it was: the trainer's export is not indexed there
