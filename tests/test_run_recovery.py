@@ -300,6 +300,36 @@ def test_resume_on_the_command_line_reports_damage_before_ray_starts(
     assert "--n: the run was made with n 40" in capsys.readouterr().err
 
 
+def test_resume_of_a_finished_run_says_it_is_complete_and_exits_at_once(
+    box, reference, tmp_path, monkeypatch, capsys
+):
+    """``--resume`` of a run that has run every generation neither starts Ray nor writes
+    anything: it says the run is complete and how to extend it, and exits 0. Asking for
+    more generations still resumes (checked up to the point where Ray would start)."""
+    from personaevo.cli import main
+    from personaevo.evolution import cluster
+
+    class RayStartedError(Exception):
+        pass
+
+    def no_ray(*args, **kwargs):
+        raise RayStartedError
+
+    monkeypatch.setattr(cluster.ray, "init", no_ray)
+    path = tmp_path / "run"
+    session(path, box)
+    before = {p.name: p.read_bytes() for p in path.iterdir() if p.is_file()}
+    assert main(["evolve", "--resume", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"{path}: complete: all {GENERATIONS} generations have run" in out
+    assert f"--generations N (above {GENERATIONS}) extends it" in out
+    assert main(["evolve", "--resume", str(path), "--generations", str(GENERATIONS)]) == 0
+    assert "complete" in capsys.readouterr().out
+    assert {p.name: p.read_bytes() for p in path.iterdir() if p.is_file()} == before
+    with pytest.raises(RayStartedError):
+        main(["evolve", "--resume", str(path), "--generations", str(GENERATIONS + 1)])
+
+
 def test_a_moved_and_a_copied_run_resume_where_they_are(box, reference, tmp_path):
     path = tmp_path / "run"
     session(path, box, die_at=(2, 1))

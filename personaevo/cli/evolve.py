@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.live import Live
 from rich.panel import Panel
@@ -26,9 +27,13 @@ from personaevo.cli._types import (
 )
 from personaevo.errors import InputError
 
+if TYPE_CHECKING:
+    from personaevo.evolution import EvolveConfig
+
 
 def cmd_evolve(args: argparse.Namespace) -> int:
-    from personaevo.evolution import EvolveConfig, run_evolution
+    from personaevo.evolution import EvolveConfig
+    from personaevo.evolution.resume import RunComplete
 
     overrides = {
         key: value
@@ -56,6 +61,18 @@ def cmd_evolve(args: argparse.Namespace) -> int:
     )
     if args.resume:
         config = config.model_copy(update={"out": str(Path(args.resume))})
+    try:
+        return _run(config, args)
+    except RunComplete as done:
+        console.print(str(done))
+        return 0
+
+
+def _run(config: EvolveConfig, args: argparse.Namespace) -> int:
+    """Run (or resume) ``config`` with a live progress panel on a terminal, then print the
+    summary."""
+    from personaevo.evolution import run_evolution
+
     if console.is_terminal:  # a live panel; plain log lines when output is not a terminal
         with Live(console=console, refresh_per_second=4) as live:
 

@@ -19,6 +19,21 @@ from personaevo.evolution.store import recorded_config
 
 CHANGEABLE = ("generations", "workers", "address")
 
+
+class RunComplete(Exception):  # noqa: N818 (not an error: the run is done)
+    """``--resume`` of a run that has already run every generation asked for: there is
+    nothing to do. Raised before Ray starts; ``str(err)`` says so and how to extend it."""
+
+    def __init__(self, path: str, generations: int) -> None:
+        self.path = path
+        self.generations = generations
+        super().__init__(
+            f"{path}: complete: all {generations} generations have run, so there is nothing "
+            f"to resume; --generations N (above {generations}) extends it, and "
+            f"personaevo export --run {path} exports its front ({path}/front)"
+        )
+
+
 REASONS = {
     "seed": "the seed fixes every random choice of the run, so another seed is another run",
     "n": "every program was scored on that many personas; another n changes every score",

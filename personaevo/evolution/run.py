@@ -21,7 +21,7 @@ from personaevo.evolution.config import EvolveConfig
 from personaevo.evolution.evaluator import RayEvaluator
 from personaevo.evolution.loop import Evolution, Individual
 from personaevo.evolution.recovery import Recovered, recover_run
-from personaevo.evolution.resume import resume_changes
+from personaevo.evolution.resume import RunComplete, resume_changes
 from personaevo.evolution.store import RunDirectory, llm_report, write_config
 from personaevo.llm.base import LLM, Usage
 from personaevo.operators.llm import LLMMutation
@@ -98,7 +98,8 @@ def _load_seed(path: Path) -> GeneratorProgram:
 def _prepare_resume(
     config: EvolveConfig, log: Callable[[str], None]
 ) -> tuple[EvolveConfig, Recovered]:
-    """Check the requested changes, then recover the run in ``config.out``."""
+    """Check the requested changes, then recover the run in ``config.out``; a run that has
+    already run ``config.generations`` raises :class:`RunComplete` (nothing is written)."""
     root = Path(config.out)
     if not (root / "config.yaml").is_file():
         if not root.is_dir():
@@ -109,6 +110,8 @@ def _prepare_resume(
     for note in recovered.notes:
         log(note)
     config, changes = resume_changes(recovered.config, config, max(recovered.generation, 0))
+    if recovered.checkpoint is not None and recovered.generation >= config.generations:
+        raise RunComplete(str(root), recovered.generation)
     config = config.model_copy(update={"out": str(root)})
     if changes:
         write_config(root, config)
