@@ -24,6 +24,18 @@ class FileFieldError(InputError):
         super().__init__(f"{self.path}: {field}: {reason}")
 
 
+def not_a_file(path: str | Path, what: str) -> str | None:
+    """Why ``path`` cannot be read as a ``what`` (e.g. "table"): ``"is a directory, not a
+    table"``, ``"no such table"``, or ``None`` when it is a regular file."""
+    path = Path(path)
+    if path.is_file():
+        return None
+    if path.is_dir():
+        article = "an" if what[:1].lower() in "aeiou" else "a"
+        return f"is a directory, not {article} {what}"
+    return f"no such {what}"
+
+
 def refuse_duplicate_ids(path: str | Path, ids: list[str], what: str) -> None:
     """A :class:`FileFieldError` at ``id`` naming the ids that occur more than once in
     ``path`` (``what``: the kind of record, e.g. "goal")."""

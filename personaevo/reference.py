@@ -35,7 +35,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sklearn.neighbors import KernelDensity
 
-from personaevo.errors import FileFieldError, FileFieldsError, InputError
+from personaevo.errors import FileFieldError, FileFieldsError, InputError, not_a_file
 from personaevo.spaces import (
     ContinuousAxis,
     Level,
@@ -155,8 +155,8 @@ def read_table(source: str | Path, base: Path | None = None) -> pd.DataFrame:
     path = Path(text)
     if base is not None and not path.is_absolute() and not path.exists():
         path = base / path
-    if not path.is_file():
-        raise FileFieldError(path, "(file)", "no such table")
+    if (problem := not_a_file(path, "table")) is not None:
+        raise FileFieldError(path, "(file)", problem)
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":

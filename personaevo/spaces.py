@@ -41,7 +41,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from personaevo.errors import FileFieldError, FileFieldsError, InputError
+from personaevo.errors import FileFieldError, FileFieldsError, InputError, not_a_file
 
 Level = str | int
 
@@ -484,8 +484,8 @@ def builtin_space_path(name: str) -> Path:
 def read_structured_file(path: str | Path) -> Any:
     """Parse a YAML or JSON file, with errors that name the file and the position."""
     path = Path(path)
-    if not path.is_file():
-        raise FileFieldError(path, "(file)", "no such file")
+    if (problem := not_a_file(path, "file")) is not None:
+        raise FileFieldError(path, "(file)", problem)
     text = path.read_text(encoding="utf-8")
     try:
         if path.suffix.lower() == ".json":

@@ -216,3 +216,38 @@ def test_score_personas_refuses_inputs_that_cannot_help(tmp_path):
     folder = run_cli("score-personas", str(tmp_path), "--space", "big_five")
     assert folder.returncode == 2 and "is a directory" in folder.stderr
     assert "Traceback" not in result.stderr + folder.stderr
+
+
+def test_a_directory_where_a_file_is_expected_is_named_as_such(tmp_path, capsys):
+    """A directory given for a space, a reference table or a config file is reported as
+    "is a directory", not as a missing file; a missing path still reads "no such"."""
+    from personaevo.cli import main
+    from personaevo.errors import not_a_file
+
+    folder = tmp_path / "adir"
+    folder.mkdir()
+    persona_file = tmp_path / "p.jsonl"
+    persona_file.write_text("")
+    for argv in (
+        ["spaces", "validate", str(folder)],
+        ["score-personas", str(persona_file), "--space", str(folder)],
+        ["evolve", "--config", str(folder)],
+        [
+            "score-personas",
+            str(persona_file),
+            "--space",
+            "big_five",
+            "--reference",
+            str(folder),
+            "--reference-map",
+            str(Path(__file__).parents[1] / "personaevo/data/references/big_five_bfi.yaml"),
+        ],
+    ):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert f"{folder}: (file): is a directory, not a " in err and "no such" not in err, argv
+    assert not_a_file(folder, "exported persona file") == (
+        "is a directory, not an exported persona file"
+    )
+    assert not_a_file(tmp_path / "nope.csv", "table") == "no such table"
+    assert not_a_file(persona_file, "table") is None

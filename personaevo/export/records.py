@@ -38,7 +38,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from personaevo.errors import InputError
+from personaevo.errors import InputError, not_a_file
 from personaevo.export.annotate import Annotations, bin_label
 from personaevo.export.pool import Pool
 from personaevo.spaces import ContinuousAxis, TraitSpace
@@ -131,8 +131,8 @@ def flat_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
 def read_records(path: str | Path) -> list[dict[str, Any]]:
     """Read exported records back from any of the formats (nesting restored for CSV)."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such exported persona file")
+    if (problem := not_a_file(path, "exported persona file")) is not None:
+        raise InputError(f"{path}: {problem}")
     fmt = format_for(path, None)
     try:
         if fmt == "jsonl":

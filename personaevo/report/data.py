@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from personaevo.errors import InputError
+from personaevo.errors import InputError, not_a_file
 from personaevo.evolution.loop import objective_values
 from personaevo.export.api import INDEX, export_paths
 from personaevo.export.models import ExportSummary
@@ -175,8 +175,8 @@ def find_export(
             notes.append(f"{index}: lists no export file that still exists")
             return None
     path = Path(personas)
-    if not path.is_file():
-        raise InputError(f"{path}: no such exported persona file (--personas)")
+    if (problem := not_a_file(path, "exported persona file")) is not None:
+        raise InputError(f"{path}: {problem} (--personas)")
     summary_path = summary_path or export_paths(path)[1]
     summary = None
     if summary_path.is_file():
