@@ -146,8 +146,8 @@ def test_quickstart_runs_end_to_end(tmp_path, tiny_model_dir):
     assert f"Front programs: {run}/front" in done.stdout
     for made in (
         "personas.jsonl",
-        "personas.card.md",
-        "personas.export.json",
+        "personas.jsonl.card.md",
+        "personas.jsonl.export.json",
         f"{run}/report.html",
         "rollouts.jsonl",
         "runs/simulator/final",

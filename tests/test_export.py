@@ -19,6 +19,7 @@ from personaevo.errors import InputError
 from personaevo.evaluate import generator_space
 from personaevo.export import ExportSummary, export_personas, read_records
 from personaevo.export.annotate import annotate, required_rows
+from personaevo.export.api import export_paths
 from personaevo.export.density import FastRarity
 from personaevo.export.records import native_of
 from personaevo.export.select import select
@@ -147,7 +148,7 @@ def test_provenance_gives_the_persona_again(exported, run, sandbox, files):
 
 def test_card_compares_with_a_density_matched_sample(exported):
     out, summary = exported
-    card = out.with_name("personas.card.md").read_text()
+    card = export_paths(out)[0].read_text()
     assert "| metric | better | exported | density-matched |" in card
     assert summary.density_matched_metrics is not None
     assert summary.density_matched_metrics.n_personas == N
@@ -157,7 +158,7 @@ def test_card_compares_with_a_density_matched_sample(exported):
     assert "never reached" in card
     assert summary.unreached_rare_kind == "rare 2-way combinations"
     assert f"{summary.exported_metrics.mc_coverage:.4g}" in card
-    saved = ExportSummary.model_validate_json(out.with_name("personas.export.json").read_text())
+    saved = ExportSummary.model_validate_json(export_paths(out)[1].read_text())
     assert saved.exported == N and [s.name for s in saved.stages][:2] == ["open run", "sample pool"]
     index = [json.loads(x) for x in (Path(summary.run) / "exports.jsonl").read_text().splitlines()]
     assert str(out.resolve()) in {entry["output"] for entry in index}
@@ -169,10 +170,15 @@ def test_same_seed_same_personas_in_parquet_and_csv(exported, run, sandbox, tmp_
     space = load_space("customer_support")
     parquet = tmp_path / "nested.parquet"
     export_personas(run, n=N, out=parquet, sandbox=sandbox, n_probes=1000, seed=3)
-    csv = tmp_path / "flat.csv"
+    csv = tmp_path / "nested.csv"  # the parquet file's stem: its card must not collide
     args = ["export", "--run", str(run), "--n", str(N), "--out", str(csv), "--seed", "3"]
     assert main([*args, "--probes", "1000"]) == 0
     assert f"exported {N} personas" in capsys.readouterr().out
+    for path, fmt in ((parquet, "parquet"), (csv, "csv")):
+        card, summary = export_paths(path)
+        assert card.name == f"nested.{fmt}.card.md" and summary.name == f"nested.{fmt}.export.json"
+        assert f"{path.name}` ({fmt})" in card.read_text()
+        assert ExportSummary.model_validate_json(summary.read_text()).format == fmt
     for path, frame in ((parquet, pd.read_parquet(parquet)), (csv, pd.read_csv(csv))):
         assert len(frame) == N
         records = read_records(path)
@@ -304,7 +310,7 @@ def test_more_than_the_programs_can_give_exports_what_there_is(run, sandbox, tmp
     yields = {y.name: y for y in summary.programs}
     assert yields["broken"].failures == {"exception": yields["broken"].runs}
     assert yields["few"].invalid_reasons == {"unknown value": yields["few"].runs}
-    assert "Fewer than asked" in out.with_name("few.card.md").read_text()
+    assert "Fewer than asked" in export_paths(out)[0].read_text()
 
 
 def _cli(capsys, *args: str) -> tuple[int, str]:
@@ -411,7 +417,7 @@ def test_a_run_without_reference_exports_without_rarity(run, sandbox, tmp_path):
     assert len(records) == 40 and all(r["rarity"] is None and not r["rare"] for r in records)
     assert summary.reference is None and summary.density_matched_metrics is None
     assert summary.required["configuration"].kept == summary.required["configuration"].reached
-    card = out.with_name("plain.card.md").read_text()
+    card = export_paths(out)[0].read_text()
     assert "no reference population" in card and "| n/a |" in card
 
 
@@ -526,11 +532,11 @@ def test_unmeasurable_personas_are_dropped_and_counted(measured_export):
 
 def test_card_says_how_positions_were_measured(measured_export):
     out, summary = measured_export
-    card = out.with_name("measured.card.md").read_text()
+    card = export_paths(out)[0].read_text()
     assert "## Positions" in card and "sentence embeddings" in card
     assert "`declared_traits`" in card and "--assess embedding" in card
     assert "unmeasured: no text" in card  # the textless program's row
-    saved = ExportSummary.model_validate_json(out.with_name("measured.export.json").read_text())
+    saved = ExportSummary.model_validate_json(export_paths(out)[1].read_text())
     assert saved.assess == "embedding" and saved.assessment == summary.assessment
 
 
@@ -541,9 +547,9 @@ def test_assess_explicit_exports_the_declared_traits(measured_run, sandbox, tmp_
     capsys.readouterr()
     records = read_records(out)
     assert len(records) == 60 and all("declared_traits" not in r for r in records)
-    summary = ExportSummary.model_validate_json(out.with_name("declared.export.json").read_text())
+    summary = ExportSummary.model_validate_json(export_paths(out)[1].read_text())
     assert summary.assess == "explicit" and summary.assessment is None
-    assert "the traits each program declared" in out.with_name("declared.card.md").read_text()
+    assert "the traits each program declared" in export_paths(out)[0].read_text()
     # traits are what the programs wrote: run them again from the provenance
     files = open_run(measured_run)
     view = generator_space(files.space, files.reference, seed=files.config.seed)
@@ -593,7 +599,7 @@ def test_assess_questionnaire_measures_with_the_default_model(
     assert a.unmeasured.get("no text") == {y.name: y for y in summary.programs}["textless"].returned
     records = read_records(out)
     assert records and all("declared_traits" in r for r in records)
-    assert "Likert items" in out.with_name("asked.card.md").read_text()
+    assert "Likert items" in export_paths(out)[0].read_text()
 
 
 COPIER = '''
@@ -629,7 +635,7 @@ def test_copies_of_respondents_are_flagged_and_can_be_dropped(run, sandbox, tmp_
         by_program.setdefault(r["provenance"]["generator"], []).append(r["copy_of_respondent"])
     assert all(by_program["copier"]) and not any(by_program["uniform"])
     assert kept.copies == len(by_program["copier"]) > 0 and kept.copies_dropped == 0
-    assert "Copies of respondents" in (tmp_path / "kept.card.md").read_text()
+    assert "Copies of respondents" in export_paths(tmp_path / "kept.jsonl")[0].read_text()
     # the exported set's metrics do not reward the copies
     assert kept.exported_metrics.reference.copies == kept.copies
     dropped = export_personas(

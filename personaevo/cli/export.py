@@ -76,7 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Sample the run's Pareto-front programs in the sandbox, drop invalid and "
         "duplicate personas, keep one persona for every rare and consequential cell the pool "
         "reached, select the rest for coverage, and write the file, a dataset card "
-        "(STEM.card.md) and a summary (STEM.export.json). For personas paired with goals as "
+        "(FILE.card.md) and a summary (FILE.export.json). For personas paired with goals as "
         "tau2-bench tasks, see export-tau2.",
     )
     ex.add_argument("--run", required=True, metavar="DIR", help="run directory (personaevo evolve)")

@@ -9,7 +9,7 @@ duplicate ones; annotate cells, rare cells and combinations and consequential
 configurations; select ``n`` (the rows that keep every reached rare and consequential
 entry first, then ``maximin``, ``facility`` or ``none``); compute rarity; write the file;
 score the exported set and a density-matched sample of the same size; write the card
-(``<stem>.card.md``) and the summary (``<stem>.export.json``) beside the file, and add a
+(``<file>.card.md``) and the summary (``<file>.export.json``) beside the file, and add a
 line to the run's ``exports.jsonl`` so that ``personaevo report`` finds the export.
 """
 
@@ -53,8 +53,10 @@ INDEX = "exports.jsonl"
 
 
 def export_paths(out: Path) -> tuple[Path, Path]:
-    """The card and summary written beside an export file."""
-    return out.with_name(out.stem + ".card.md"), out.with_name(out.stem + ".export.json")
+    """The card and summary written beside an export file, named by the whole file name
+    (``personas.csv`` -> ``personas.csv.card.md``, ``personas.csv.export.json``), so that
+    exports of one stem in different formats never share (and overwrite) a card."""
+    return out.with_name(out.name + ".card.md"), out.with_name(out.name + ".export.json")
 
 
 class _Stages:

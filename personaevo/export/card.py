@@ -293,5 +293,6 @@ def positions_text(s: ExportSummary) -> list[str]:
 def _summary_name(output: str) -> str:
     from pathlib import Path
 
-    path = Path(output)
-    return path.with_name(path.stem + ".export.json").name
+    from personaevo.export.api import export_paths
+
+    return export_paths(Path(output))[1].name

@@ -1,5 +1,5 @@
 """The export summary: what was exported, from what, and how it compares (a pydantic
-model, written as ``<file stem>.export.json`` beside the personas and read by the report)."""
+model, written as ``<file name>.export.json`` beside the personas and read by the report)."""
 
 from __future__ import annotations
 
