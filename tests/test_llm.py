@@ -201,6 +201,25 @@ def test_openai_unreachable_server_is_retried_then_named():
     assert accepted[-1] - accepted[0] >= 0.5  # backoff between them
 
 
+def test_llm_ask_against_a_wrong_or_dead_server_says_so_in_one_line(server, capsys):
+    """``llm ask`` with an unknown ``--llm-model`` or against a server that is down: one
+    line that names the backend and what to do, exit 1, no traceback."""
+    from personaevo.cli import main
+
+    argv = ["llm", "ask", "--llm", f"openai:{server.url}", "--llm-model", "gpt-imaginary", "Hi"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert server.url in err and "gpt-imaginary" in err and "'tiny'" in err
+    with socket.socket() as probe:  # a port that nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}/v1"
+    assert main(["llm", "ask", "--llm", f"openai:{dead}", "--llm-model", "m", "Hi"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert dead in err and "cannot reach the server" in err and "is it running" in err
+
+
 def test_server_answers_bad_requests_in_the_openai_error_format(server):
     def post(path: str, body: bytes) -> tuple[int, dict]:
         request = urllib.request.Request(

@@ -13,6 +13,7 @@ import sys
 
 from personaevo.cli._parser import OneLineErrorParser
 from personaevo.errors import InputError
+from personaevo.llm.base import LLMError
 
 COMMANDS: tuple[str, ...] = (
     "spaces",
@@ -47,6 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except LLMError as err:
+        # A backend that failed (a server down, an unknown --llm-model): its message names
+        # the backend and what to do; the traceback would only hide it.
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
