@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from personaevo.errors import FileFieldError
+from personaevo.errors import FileFieldError, not_a_file
 from personaevo.spaces import ContinuousAxis, TraitSpace
 
 
@@ -229,10 +229,8 @@ def read_persona_records(path: str | Path) -> list[dict | Malformed]:
     """Read a JSONL persona file. Lines that are not JSON objects are returned as
     :class:`Malformed` (and later counted invalid), never skipped; blank lines are ignored."""
     path = Path(path)
-    if path.is_dir():
-        raise FileFieldError(path, "(file)", "is a directory, not a persona file (JSONL)")
-    if not path.is_file():
-        raise FileFieldError(path, "(file)", "no such persona file")
+    if (problem := not_a_file(path, "persona file (JSONL)")) is not None:
+        raise FileFieldError(path, "(file)", problem)
     records: list[dict | Malformed] = []
     with path.open(encoding="utf-8", errors="replace") as handle:
         for lineno, line in enumerate(handle, start=1):
