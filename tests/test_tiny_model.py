@@ -180,18 +180,25 @@ def test_tiny_model_path_prefers_the_variable(monkeypatch, tmp_path, tiny_model_
         tiny_model_path()
 
 
-def test_tiny_model_path_builds_once_into_the_cache(monkeypatch, tmp_path):
+def test_tiny_model_path_builds_once_into_the_cache(monkeypatch, tmp_path, capsys):
+    """Four threads ask at once: one build, which says what it does, how long it usually
+    takes, its progress and when it is done (on stderr), so a first use never looks hung."""
+    from types import SimpleNamespace
+
     from personaevo.llm import tiny
 
     monkeypatch.delenv("PERSONAEVO_TINY_MODEL", raising=False)
     monkeypatch.setenv("PERSONAEVO_CACHE", str(tmp_path))
     builds = []
 
-    def fake_build(out, recipe):
+    def fake_build(out, recipe, progress=None):
         builds.append(out)
+        for step in (10, 50, 60):
+            progress(step, 362, 2.5)
         out.mkdir()
         (out / "config.json").write_text("{}")
         (out / "tokenizer_config.json").write_text("{}")
+        return SimpleNamespace(seconds=97.0)
 
     monkeypatch.setattr(tiny, "build_tiny_model", fake_build)
     found = []
@@ -204,3 +211,11 @@ def test_tiny_model_path_builds_once_into_the_cache(monkeypatch, tmp_path):
     assert set(found) == {builds[0]}
     assert builds[0].parent == tmp_path
     assert builds[0].name.startswith(f"tiny-model-{tiny.TINY_MODEL_VERSION}-")
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"building the tiny model into {builds[0]} (first use only; usually about "
+        f"{tiny.BUILD_SECONDS_2_CORES} s on 2 CPU cores, longer on a busy machine)",
+        "  tiny model: step 50/362, loss 2.500",
+        f"tiny model built in 97 s: {builds[0]}",
+    ]
+    assert tiny_model_path() == builds[0] and capsys.readouterr().err == ""  # built: silent
