@@ -191,7 +191,7 @@ def test_default_job_evolves_and_compares_with_the_seeds(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "gen 6/6" in result.stdout
     # the summary: seeds and evolved front programs against the objectives, one sentence
-    summary = result.stdout[result.stdout.index("program "):]
+    summary = result.stdout[result.stdout.index("program ") :]
     for needle in ("uniform", "sobol", "pairwise", "seed", "support.3", "rare.3", "plaus.3"):
         assert needle in summary
     assert "The front holds " in summary and "Every metric: " in summary
