@@ -274,7 +274,7 @@ def test_run_to_export_to_train_to_eval(tiny_model_dir, run_with_failures, tmp_p
     assert any(line.startswith("broken:") for line in summary["programs"])
     assert summary["refreshes"][0]["failed"] >= 0.0
     exported = read_records(out / "personas.jsonl")  # the export, beside the model
-    assert (out / "personas.card.md").is_file()
+    assert (out / "personas.jsonl.card.md").is_file()
     held = [json.loads(line) for line in (out / "heldout.jsonl").read_text().splitlines()]
     assert 0 < len(held) == round(DEFAULT_HELD_OUT * len(exported))
     assert {r["id"] for r in held} <= {r["id"] for r in exported}

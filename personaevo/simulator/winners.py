@@ -12,8 +12,8 @@ records carry ``rarity`` against the run's reference, which the curriculum reads
 
 Size: ``n_per_program`` personas per front program, ``n = n_per_program x programs`` in
 all, selected by ``maximin`` from a pool of ``4 n`` (the export's defaults). The export's
-files land in ``folder`` (``personas.jsonl``, ``personas.card.md``,
-``personas.export.json``; a training run's own folder, so its personas can be inspected and
+files land in ``folder`` (``personas.jsonl``, ``personas.jsonl.card.md``,
+``personas.jsonl.export.json``; a training run's own folder, so its personas can be inspected and
 a resumed run reuses them), and the run directory is left as it was (no ``exports.jsonl``
 line).
 
