@@ -43,12 +43,14 @@ def _weights(value: str | None) -> dict[str, float]:
     return out
 
 
-def _pairs(args: argparse.Namespace):
-    """(profile, goal) pairs: a training run's held-out ones (``--training-run``, or
-    ``--personas`` naming a training run's ``heldout.jsonl``), else the personas of
-    ``--personas`` or ``--run`` with goals from ``--goals``."""
+def _pairs_and_space(args: argparse.Namespace):
+    """(profile, goal) pairs and the personas' space (None when unknown): a training run's
+    held-out ones (``--training-run``, or ``--personas`` naming a training run's
+    ``heldout.jsonl``; the space from ``--space``), else the personas of ``--personas`` or
+    ``--run`` with goals from ``--goals``."""
     from personaevo.simulator import goals_for_profiles, load_goal_source, load_profiles
     from personaevo.simulator.heldout import held_out_pairs, is_training_run
+    from personaevo.spaces import resolve_space
 
     training_run = getattr(args, "training_run", None)
     if training_run is None and args.personas is not None and is_training_run(args.personas):
@@ -64,12 +66,15 @@ def _pairs(args: argparse.Namespace):
             f"{len(pairs)} held-out personas of the training run {training_run}, each with "
             "its held-out goal"
         )
-        return pairs
-    profiles, _ = load_profiles(args.personas, args.run, args.space, args.seed, log=say)
+        return pairs, resolve_space(args.space) if args.space else None
+    profiles, space = load_profiles(args.personas, args.run, args.space, args.seed, log=say)
     goals, template = load_goal_source(args.goals)
-    return list(
-        zip(profiles, goals_for_profiles(profiles, goals, template, args.seed), strict=True)
-    )
+    pairs = zip(profiles, goals_for_profiles(profiles, goals, template, args.seed), strict=True)
+    return list(pairs), space
+
+
+def _pairs(args: argparse.Namespace):
+    return _pairs_and_space(args)[0]
 
 
 def _planner(args: argparse.Namespace):
@@ -192,22 +197,54 @@ def cmd_train_simulator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
+    table = Table(title=title)
+    for column in header:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
 def cmd_eval_simulator(args: argparse.Namespace) -> int:
     from personaevo.llm import SamplingParams
-    from personaevo.simulator import evaluate_simulators, write_records
+    from personaevo.simulator import write_records
+    from personaevo.simulator.behaviour import behaviour_rows
     from personaevo.simulator.evaluation import comparison_rows
-    from personaevo.simulator.models import check_model_spec, open_agent, open_judge, open_model
+    from personaevo.simulator.independent import (
+        evaluate_independently,
+        fidelity_rows,
+        heldout_rows,
+    )
+    from personaevo.simulator.models import (
+        check_heldout_judge,
+        check_model_spec,
+        open_agent,
+        open_judge,
+        open_model,
+    )
 
     for spec in args.model:
         check_model_spec(spec)
+    agent_specs = _csv(args.agent)
+    if not agent_specs:
+        raise InputError("--agent: give 'scripted', a model spec or 'llm:SPEC', comma-separated")
+    for spec in agent_specs:
+        if spec != "scripted":
+            check_model_spec(spec.removeprefix("llm:"))
+    if args.heldout_judge:
+        check_model_spec(args.heldout_judge)
+        check_heldout_judge(args.heldout_judge, list(args.model))
     planner = _planner(args)
-    pairs = _pairs(args)
+    pairs, space = _pairs_and_space(args)
     models = [(spec, open_model(spec)) for spec in args.model]
-    comparison, transcripts = evaluate_simulators(
+    report, transcripts = evaluate_independently(
         models,
         pairs,
-        open_agent(args.agent, args.agent_refusal),
+        [open_agent(spec, args.agent_refusal) for spec in agent_specs],
         open_judge(args.judge),
+        heldout_judge=open_judge(args.heldout_judge) if args.heldout_judge else None,
+        space=None if args.no_trait_fidelity else space,
         conversations=args.conversations,
         max_turns=args.turns,
         seed=args.seed,
@@ -215,25 +252,52 @@ def cmd_eval_simulator(args: argparse.Namespace) -> int:
         planner=planner,
         params=SamplingParams(max_tokens=args.max_tokens, temperature=args.temperature),
     )
-    header, rows = comparison_rows(comparison)
-    table = Table(
-        title=f"{args.conversations} conversations per model, up to {args.turns} user turns, "
-        f"judge {comparison.judge}, agent {comparison.agent}; mean [95% bootstrap CI]; "
-        "unreadable: judge replies neither yes nor no, left out of the means"
+    for comparison in report.comparisons:
+        header, rows = comparison_rows(comparison)
+        _print_table(
+            f"{args.conversations} conversations per model, up to {args.turns} user turns, "
+            f"judge {comparison.judge}, agent {comparison.agent}; mean [95% CI, personas "
+            "resampled]; unreadable: judge replies neither yes nor no, left out of the means",
+            header,
+            rows,
+        )
+    if report.heldout:
+        header, rows = heldout_rows(report)
+        _print_table(
+            f"held-out judge {report.heldout[0].judge} on the same conversations (goal state "
+            "re-tracked with its verdicts); mean [95% CI]",
+            header,
+            rows,
+        )
+    if report.trait_fidelity:
+        header, rows = fidelity_rows(report)
+        _print_table(
+            f"trait fidelity (agent {report.comparisons[0].agent}): balanced accuracy of the "
+            "trait band (low/mid/high) predicted from the user's lines, personas held out "
+            "(grouped k-fold); above chance = the trait shows",
+            header,
+            rows,
+        )
+    elif not args.no_trait_fidelity:
+        console.print("trait fidelity: not measured (needs --space or --run, and 2+ personas)")
+    header, rows = behaviour_rows(report.behaviour)
+    _print_table(
+        f"behavioural diversity of the simulated users (agent {report.comparisons[0].agent}): "
+        "coverage metrics on their fingerprints",
+        header,
+        rows,
     )
-    for column in header:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
     if args.json:
-        write_json(args.json, comparison.model_dump(mode="json"))
+        first = report.comparisons[0].model_dump(mode="json")
+        write_json(args.json, {**first, **report.model_dump(mode="json")})
         console.print(f"report written to {args.json}")
     if args.transcripts:
         folder = Path(args.transcripts)
-        for k, (spec, records) in enumerate(transcripts.items()):
-            write_records(folder / f"model{k}.jsonl", records)
-            console.print(f"transcripts of {spec} in {folder / f'model{k}.jsonl'}")
+        for a, (agent, by_model) in enumerate(transcripts.items()):
+            for k, (spec, records) in enumerate(by_model.items()):
+                name = f"model{k}.jsonl" if a == 0 else f"agent{a}-model{k}.jsonl"
+                write_records(folder / name, records)
+                console.print(f"transcripts of {spec} with agent {agent} in {folder / name}")
     return 0
 
 
@@ -263,7 +327,12 @@ def _conversation_options(parser: argparse.ArgumentParser, conversations: int) -
         "--turns", type=int_at_least(1), default=6, help="user turns per conversation"
     )
     parser.add_argument("--conversations", type=int_at_least(1), default=conversations)
-    parser.add_argument("--agent", default="scripted", help="'scripted' or a model spec")
+    parser.add_argument(
+        "--agent",
+        default="scripted",
+        help="'scripted' or a model spec (also llm:SPEC); eval-simulator takes several, "
+        "comma-separated",
+    )
     parser.add_argument(
         "--agent-refusal",
         type=share,
@@ -341,6 +410,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=1,
         dest="qa_questions",
         help="Q&A probes asked per user turn (0: none)",
+    )
+    ev.add_argument(
+        "--heldout-judge",
+        dest="heldout_judge",
+        help="re-score the conversations with this judge (a model spec; must not be the "
+        "simulator's model, e.g. gemma3-270m for a smollm2 policy)",
+    )
+    ev.add_argument(
+        "--no-trait-fidelity",
+        action="store_true",
+        dest="no_trait_fidelity",
+        help="skip the trait-fidelity classifier (it loads the MiniLM embedding model)",
     )
     ev.add_argument("--json", help="write the full comparison (per-conversation values) here")
     ev.add_argument("--transcripts", help="folder for each model's conversations (JSONL)")

@@ -2,7 +2,11 @@
 language model.
 
 An agent answers a batch of conversations at once (:meth:`Agent.respond`); every
-conversation starts with the agent's :data:`GREETING`.
+conversation starts with the agent's :data:`GREETING`. What an agent sees is an
+:class:`AgentView` built by :func:`view_for`: the conversation so far, the goal's domain
+and a seeded generator, plus the user's goal and goal state only for an agent whose
+``reads_goal`` is true. A fair agent (:class:`LLMAgent`) gets ``goal = state = None``, so
+it cannot use what a real support agent would not know.
 
 :class:`ScriptedAgent` reads the user's goal state (it is a test double, not a fair
 agent). After each user line it
@@ -38,16 +42,20 @@ STALL = "I'm sorry, I can't do that right now."
 
 @dataclass
 class AgentView:
-    """What an agent sees of one conversation."""
+    """What an agent sees of one conversation: ``goal`` and ``state`` are None for an
+    agent that does not read the goal (see :func:`view_for`)."""
 
-    goal: UserGoal
-    state: GoalState
+    domain: str
     history: list[Turn]
     rng: np.random.Generator
+    goal: UserGoal | None = None
+    state: GoalState | None = None
 
 
 class Agent(ABC):
     name = "agent"
+    reads_goal = False
+    """Whether the agent is shown the user's goal and goal state (a test double only)."""
 
     @abstractmethod
     def respond(self, views: Sequence[AgentView]) -> list[str]:
@@ -58,6 +66,7 @@ class ScriptedAgent(Agent):
     """A deterministic, goal-aware agent (see the module docstring)."""
 
     name = "scripted"
+    reads_goal = True
 
     def __init__(self, refusal: float = 0.0) -> None:
         if not 0 <= refusal <= 1:
@@ -70,6 +79,8 @@ class ScriptedAgent(Agent):
     def _one(self, view: AgentView) -> str:
         if self.refusal and view.rng.random() < self.refusal:
             return STALL
+        if view.goal is None or view.state is None:
+            raise ValueError("the scripted agent needs the goal and its state in its view")
         items = view.goal.items()
         statuses = view.state.items
         attempted = [
@@ -96,10 +107,37 @@ AGENT_SYSTEM = (
 )
 
 
+def view_for(
+    agent: Agent,
+    domain: str,
+    history: list[Turn],
+    rng: np.random.Generator,
+    goal: UserGoal,
+    state: GoalState,
+) -> AgentView:
+    """The view of one conversation that ``agent`` is allowed: the goal and its state only
+    when ``agent.reads_goal``."""
+    if agent.reads_goal:
+        return AgentView(domain, history, rng, goal, state)
+    return AgentView(domain, history, rng)
+
+
+def agent_messages(system: str, view: AgentView) -> list[Message]:
+    """The chat an LLM agent answers: ``system`` plus ``" Domain: D."`` when the goal has a
+    domain, then the agent's own lines as ``assistant`` and the user's as ``user`` messages
+    (a stop marker removed). Nothing of the goal but its domain."""
+    content = system + (f" Domain: {view.domain}." if view.domain else "")
+    messages = [Message(role="system", content=content)]
+    for turn in view.history:
+        role = "assistant" if turn.role == "agent" else "user"
+        text = turn.text.replace("###STOP###", "").strip() or "..."
+        messages.append(Message(role=role, content=text))
+    return messages
+
+
 class LLMAgent(Agent):
-    """Any language model as the agent: the system prompt :data:`AGENT_SYSTEM` (plus the
-    goal's domain), the agent's own lines as ``assistant`` and the user's as ``user``
-    messages (a stop marker is removed). Call ``k`` samples with seed ``seed + k``."""
+    """Any language model as the agent; it does not read the goal (``reads_goal`` is
+    false), it answers :func:`agent_messages`. Call ``k`` samples with seed ``seed + k``."""
 
     def __init__(
         self, llm: LLM, params: SamplingParams | None = None, system: str = "", seed: int = 0
@@ -112,16 +150,7 @@ class LLMAgent(Agent):
         self._calls = 0
 
     def respond(self, views: Sequence[AgentView]) -> list[str]:
-        conversations = []
-        for view in views:
-            domain = view.goal.instructions.domain
-            system = self.system + (f" Domain: {domain}." if domain else "")
-            messages = [Message(role="system", content=system)]
-            for turn in view.history:
-                role = "assistant" if turn.role == "agent" else "user"
-                text = turn.text.replace("###STOP###", "").strip() or "..."
-                messages.append(Message(role=role, content=text))
-            conversations.append(messages)
+        conversations = [agent_messages(self.system, view) for view in views]
         params = self.params.model_copy(update={"seed": self.seed + self._calls})
         self._calls += 1
         return [c.text.strip() or "..." for c in self.llm.chat(conversations, params)]

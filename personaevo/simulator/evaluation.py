@@ -25,8 +25,18 @@ those that tracked the goal state during the conversations (an unreadable one mo
 status). ``qa_consistency`` and ``stop_validity`` ask the judge nothing (0 judgements).
 
 A metric's interval is the 2.5 and 97.5 percentiles of the mean over 1,000 bootstrap
-resamples of the conversations (seeded). Differences between two models are paired: the
-resampled conversation indices are shared, over conversations where both have a value.
+resamples (seeded). Conversations repeat personas (conversation ``i`` plays pair
+``i mod P``), so they are not independent draws: the resampled unit is the **persona**
+(a cluster bootstrap). A resample draws ``G`` of the ``G`` personas with replacement and
+takes the mean over all conversations of the drawn personas, counted once per draw::
+
+    mean* = sum_{g in draw} S_g / sum_{g in draw} n_g
+
+with ``S_g`` and ``n_g`` the sum and count of persona ``g``'s values. With one
+conversation per persona this is the ordinary bootstrap; duplicating a persona's
+conversations leaves its width about the same, where resampling conversations would
+narrow it as if they were new evidence. Differences between two models are paired: per
+conversation ``b - a`` where both have a value, resampled by persona the same way.
 """
 
 from __future__ import annotations
@@ -67,6 +77,7 @@ class ModelEval(BaseModel):
     seconds: float
     metrics: dict[str, Interval]
     per_conversation: dict[str, list[float | None]]
+    personas: list[str] = Field(default_factory=list)  # per conversation: the resampled unit
     judgements: dict[str, JudgementCount] = Field(default_factory=dict)  # per metric
 
 
@@ -122,22 +133,44 @@ def conversation_scores(
     return out, counts
 
 
-def bootstrap(values: Sequence[float | None], rng: np.random.Generator) -> Interval:
-    """Mean and 95% percentile interval over ``N_BOOT`` resamples (None values dropped)."""
-    x = np.array([v for v in values if v is not None], dtype=float)
-    if len(x) == 0:
+def bootstrap(
+    values: Sequence[float | None],
+    rng: np.random.Generator,
+    groups: Sequence[str] | None = None,
+) -> Interval:
+    """Mean and 95% percentile interval over ``N_BOOT`` resamples (None values dropped).
+
+    ``groups`` (one label per value, e.g. the persona id) makes it a cluster bootstrap
+    over the labels (see the module docstring); without it every value is its own group."""
+    labels = list(range(len(values))) if groups is None else list(groups)
+    if len(labels) != len(values):
+        raise ValueError(f"bootstrap: {len(values)} values but {len(labels)} group labels")
+    kept = [(v, g) for v, g in zip(values, labels, strict=True) if v is not None]
+    if not kept:
         return Interval(mean=None, low=None, high=None, n=0)
-    means = x[rng.integers(0, len(x), size=(N_BOOT, len(x)))].mean(axis=1)
+    x = np.array([v for v, _ in kept], dtype=float)
+    _, owner = np.unique(np.array([str(g) for _, g in kept]), return_inverse=True)
+    sums = np.bincount(owner, weights=x)
+    counts = np.bincount(owner).astype(float)
+    draws = rng.integers(0, len(sums), size=(N_BOOT, len(sums)))
+    means = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
     low, high = np.percentile(means, [2.5, 97.5])
     return Interval(mean=float(x.mean()), low=float(low), high=float(high), n=len(x))
 
 
 def paired_difference(
-    a: Sequence[float | None], b: Sequence[float | None], rng: np.random.Generator
+    a: Sequence[float | None],
+    b: Sequence[float | None],
+    rng: np.random.Generator,
+    groups: Sequence[str] | None = None,
 ) -> Interval:
-    """``b - a`` over conversations where both have a value, bootstrapped in pairs."""
-    diffs = [y - x for x, y in zip(a, b, strict=True) if x is not None and y is not None]
-    return bootstrap(diffs, rng)
+    """``b - a`` over conversations where both have a value, bootstrapped in pairs (by
+    ``groups``, the persona of each conversation, when given)."""
+    labels = list(range(len(a))) if groups is None else list(groups)
+    kept = [
+        (y - x, g) for x, y, g in zip(a, b, labels, strict=True) if x is not None and y is not None
+    ]
+    return bootstrap([d for d, _ in kept], rng, [str(g) for _, g in kept])
 
 
 def evaluate_simulators(
@@ -165,13 +198,15 @@ def evaluate_simulators(
             records, judge, llm, qa_questions, window, max_turns, seed, pools
         )
         rng = np.random.default_rng([seed, 99])
+        personas = [r.profile.persona_id for r in records]
         results.append(
             ModelEval(
                 model=name,
                 conversations=len(records),
                 seconds=round(time.perf_counter() - start, 2),
-                metrics={m: bootstrap(v, rng) for m, v in scores.items()},
+                metrics={m: bootstrap(v, rng, personas) for m, v in scores.items()},
                 per_conversation=scores,
+                personas=personas,
                 judgements=counts,
             )
         )
@@ -180,7 +215,10 @@ def evaluate_simulators(
     if len(results) >= 2:
         first, last = results[0].per_conversation, results[-1].per_conversation
         rng = np.random.default_rng([seed, 98])
-        differences = {m: paired_difference(first[m], last[m], rng) for m in first if m in last}
+        personas = [r.profile.persona_id for r in next(iter(transcripts.values()))]
+        differences = {
+            m: paired_difference(first[m], last[m], rng, personas) for m in first if m in last
+        }
     comparison = Comparison(
         models=results,
         differences=differences,

@@ -65,6 +65,7 @@ from personaevo.simulator.intents import Intent
 from personaevo.simulator.judges import Judge, RuleJudge, UserLine
 from personaevo.simulator.qa import MCQuestion, answer_questions, parse_letter
 from personaevo.simulator.rollout import state_from
+from personaevo.simulator.trait_fidelity import trait_fidelity
 from personaevo.simulator.verdicts import JudgementCount, Verdict
 
 RULES = RuleJudge()
@@ -280,18 +281,28 @@ REWARDS: dict[str, Reward] = {
     )
 }
 CONSISTENCY = ("prompt_to_line", "line_to_line", "qa_consistency")
+OPTIONAL_REWARDS: dict[str, Reward] = {"trait_fidelity": turn_reward(trait_fidelity)}
+"""Rewards outside the default set: each needs a model bound through ``bound`` (the
+trait-fidelity reward a fitted scorer, :mod:`personaevo.simulator.trait_fidelity`)."""
 
 
 def reward_functions(
-    names: Sequence[str], judge: Judge | None = None, answerer: LLM | None = None
+    names: Sequence[str],
+    judge: Judge | None = None,
+    answerer: LLM | None = None,
+    bound: dict[str, dict[str, Any]] | None = None,
 ) -> list[Reward]:
-    """The named rewards, with ``judge`` and the Q&A ``answerer`` bound where they apply."""
+    """The named rewards, with ``judge`` and the Q&A ``answerer`` bound where they apply,
+    and ``bound[name]`` as keyword arguments of an optional reward."""
+    known = {**REWARDS, **OPTIONAL_REWARDS}
     out = []
     for name in names:
-        if name not in REWARDS:
-            raise ValueError(f"unknown reward {name!r} (known: {', '.join(REWARDS)})")
-        fn = REWARDS[name]
-        if name == "qa_consistency":
+        if name not in known:
+            raise ValueError(f"unknown reward {name!r} (known: {', '.join(known)})")
+        fn = known[name]
+        if name in OPTIONAL_REWARDS:
+            fn = functools.partial(fn, **(bound or {}).get(name, {}))
+        elif name == "qa_consistency":
             fn = functools.partial(fn, answerer=answerer)
         elif judge is not None and name != "stop_validity":
             fn = functools.partial(fn, judge=judge)
@@ -319,10 +330,14 @@ class CountedReward:
 
 
 def counted_reward_functions(
-    names: Sequence[str], judge: Judge | None = None, answerer: LLM | None = None
+    names: Sequence[str],
+    judge: Judge | None = None,
+    answerer: LLM | None = None,
+    bound: dict[str, dict[str, Any]] | None = None,
 ) -> list[CountedReward]:
     """:func:`reward_functions`, each wrapped in a :class:`CountedReward` (the rewards that
-    ask no judge, ``qa_consistency`` and ``stop_validity``, count zero judgements)."""
+    ask no judge, ``qa_consistency``, ``stop_validity`` and the optional ones, count zero
+    judgements)."""
     used = judge if judge is not None else RULES
-    funcs = reward_functions(names, judge, answerer)
+    funcs = reward_functions(names, judge, answerer, bound)
     return [CountedReward(name, fn, used) for name, fn in zip(names, funcs, strict=True)]

@@ -24,7 +24,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, ValidationError
 
 from personaevo.errors import FileFieldError
-from personaevo.simulator.agents import GREETING, Agent, AgentView
+from personaevo.simulator.agents import GREETING, Agent, view_for
 from personaevo.simulator.conditioning import (
     Turn,
     known_facts,
@@ -135,7 +135,11 @@ def run_conversations(
         waiting = [s for s in active if not s.done]
         if not waiting:
             continue
-        replies = agent.respond([AgentView(s.goal, s.state, s.history, s.rng) for s in waiting])
+        views = [
+            view_for(agent, s.goal.instructions.domain or "", s.history, s.rng, s.goal, s.state)
+            for s in waiting
+        ]
+        replies = agent.respond(views)
         done = judge.agent_checks([(s.goal, r) for s, r in zip(waiting, replies, strict=True)])
         for session, reply, accomplished in zip(waiting, replies, done, strict=True):
             session.state = after_agent(session.state, accomplished)
