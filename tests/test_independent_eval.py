@@ -412,7 +412,8 @@ def test_eval_simulator_cli_two_agents_heldout_judge_and_trait_fidelity(
     argv += ["--space", "customer_support", "--agent", "scripted,llm:agentlm"]
     argv += ["--heldout-judge", "judge", "--conversations", "6", "--turns", "2"]
     argv += ["--qa-questions", "0", "--json", str(report)]
-    assert main(argv) == 0
+    saved = tmp_path / "traits.pkl"
+    assert main([*argv, "--save-trait-classifier", str(saved)]) == 0
     out = capsys.readouterr().out
     assert "agent scripted" in out and "agent llm:agentlm" in out
     assert "held-out judge llm:judge" in out and "trait fidelity" in out
@@ -424,6 +425,24 @@ def test_eval_simulator_cli_two_agents_heldout_judge_and_trait_fidelity(
     axes = {a["axis"]: a for a in fidelity["axes"]}
     assert axes["verbosity"]["balanced_accuracy"] is not None
     assert written["behaviour"]["sets"][0]["name"] == "sim"
+    assert saved.is_file() and "trait classifier fitted" in out
+
+    again = [*argv, "--agent", "scripted", "--trait-classifier", str(saved)]
+    assert main([*again, "--no-trait-fidelity"]) == 0
+    out = capsys.readouterr().out
+    assert "read by the classifier" in out and "trait fidelity (agent" not in out
+    written = json.loads(report.read_text())
+    assert written["trait_fidelity"] == [] and len(written["trait_transfer"]) == 1
+
+
+def test_training_with_the_trait_fidelity_reward_needs_its_classifier(customer_support):
+    from personaevo.simulator import TrainConfig
+    from personaevo.simulator.trait_fidelity import reward_binding
+
+    config = TrainConfig(model="tiny", rewards=["prompt_to_line", "trait_fidelity"])
+    with pytest.raises(InputError, match="needs trait_classifier"):
+        reward_binding(config.rewards, config.trait_classifier, [])
+    assert reward_binding(["prompt_to_line"], None, []) == {}
 
 
 def test_trait_fidelity_reward_is_not_a_default_reward():

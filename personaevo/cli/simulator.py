@@ -223,6 +223,7 @@ def cmd_eval_simulator(args: argparse.Namespace) -> int:
         open_judge,
         open_model,
     )
+    from personaevo.simulator.trait_fidelity import TraitClassifier, fit_trait_classifier
 
     for spec in args.model:
         check_model_spec(spec)
@@ -237,6 +238,9 @@ def cmd_eval_simulator(args: argparse.Namespace) -> int:
         check_heldout_judge(args.heldout_judge, list(args.model))
     planner = _planner(args)
     pairs, space = _pairs_and_space(args)
+    if args.save_trait_classifier and space is None:
+        raise InputError("--save-trait-classifier needs the personas' space (--space or --run)")
+    classifier = TraitClassifier.load(args.trait_classifier) if args.trait_classifier else None
     models = [(spec, open_model(spec)) for spec in args.model]
     report, transcripts = evaluate_independently(
         models,
@@ -251,6 +255,7 @@ def cmd_eval_simulator(args: argparse.Namespace) -> int:
         qa_questions=args.qa_questions,
         planner=planner,
         params=SamplingParams(max_tokens=args.max_tokens, temperature=args.temperature),
+        trait_classifier=classifier,
     )
     for comparison in report.comparisons:
         header, rows = comparison_rows(comparison)
@@ -270,11 +275,19 @@ def cmd_eval_simulator(args: argparse.Namespace) -> int:
             rows,
         )
     if report.trait_fidelity:
-        header, rows = fidelity_rows(report)
+        header, rows = fidelity_rows(report.trait_fidelity)
         _print_table(
             f"trait fidelity (agent {report.comparisons[0].agent}): balanced accuracy of the "
             "trait band (low/mid/high) predicted from the user's lines, personas held out "
             "(grouped k-fold); above chance = the trait shows",
+            header,
+            rows,
+        )
+    if report.trait_transfer:
+        header, rows = fidelity_rows(report.trait_transfer)
+        _print_table(
+            f"trait fidelity read by the classifier {args.trait_classifier} (fitted on other "
+            "conversations): balanced accuracy [95% CI]",
             header,
             rows,
         )
@@ -287,6 +300,15 @@ def cmd_eval_simulator(args: argparse.Namespace) -> int:
         header,
         rows,
     )
+    if args.save_trait_classifier:
+        first_agent = next(iter(transcripts.values()))
+        spec, records = next(iter(first_agent.items()))
+        fit_trait_classifier(records, space, seed=args.seed).save(args.save_trait_classifier)
+        console.print(
+            f"trait classifier fitted on the conversations of {spec} written to "
+            f"{args.save_trait_classifier} (for the trait_fidelity reward: TrainConfig "
+            "trait_classifier)"
+        )
     if args.json:
         first = report.comparisons[0].model_dump(mode="json")
         write_json(args.json, {**first, **report.model_dump(mode="json")})
@@ -422,6 +444,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         dest="no_trait_fidelity",
         help="skip the trait-fidelity classifier (it loads the MiniLM embedding model)",
+    )
+    ev.add_argument(
+        "--trait-classifier",
+        dest="trait_classifier",
+        help="also score each model's users with this trait classifier (fitted on other "
+        "conversations, see --save-trait-classifier)",
+    )
+    ev.add_argument(
+        "--save-trait-classifier",
+        dest="save_trait_classifier",
+        help="fit the trait classifier on the first model's conversations and write it here",
     )
     ev.add_argument("--json", help="write the full comparison (per-conversation values) here")
     ev.add_argument("--transcripts", help="folder for each model's conversations (JSONL)")

@@ -17,7 +17,11 @@ judge against the same agent only checks that training optimised what it was tol
    judge. Intervals resample personas as in :mod:`personaevo.simulator.evaluation`.
 3. **Trait fidelity** (:mod:`personaevo.simulator.trait_fidelity`) of each model's
    conversations with the first agent, and the **behavioural diversity** of its users
-   (:mod:`personaevo.simulator.behaviour`), both needing no model call.
+   (:mod:`personaevo.simulator.behaviour`), both needing no model call. Trait fidelity is
+   measured within each model's conversations (grouped k-fold by persona) and, given a
+   classifier fitted on other conversations (``trait_classifier``, e.g. the untrained
+   model's), also as that classifier's accuracy on each model's conversations
+   (``trait_transfer``).
 """
 
 from __future__ import annotations
@@ -45,7 +49,11 @@ from personaevo.simulator.pool import value_pools
 from personaevo.simulator.profiles import Profile
 from personaevo.simulator.rollout import ConversationRecord
 from personaevo.simulator.simulator import IntentPlanner
-from personaevo.simulator.trait_fidelity import TraitFidelity, evaluate_trait_fidelity
+from personaevo.simulator.trait_fidelity import (
+    TraitClassifier,
+    TraitFidelity,
+    evaluate_trait_fidelity,
+)
 from personaevo.simulator.verdicts import JudgementCount
 from personaevo.spaces import TraitSpace
 
@@ -75,6 +83,7 @@ class IndependentEval(BaseModel):
     comparisons: list[Comparison]  # one per agent
     heldout: list[HeldOutScores]  # per agent, per model
     trait_fidelity: list[TraitFidelity]  # per model, conversations with the first agent
+    trait_transfer: list[TraitFidelity] = []  # per model, scored by a given classifier
     behaviour: BehaviourComparison  # per model, conversations with the first agent
 
 
@@ -154,6 +163,7 @@ def evaluate_independently(
     planner: IntentPlanner | None = None,
     params: SamplingParams | None = None,
     trait_folds: int = 5,
+    trait_classifier: TraitClassifier | None = None,
 ) -> tuple[IndependentEval, dict[str, dict[str, list[ConversationRecord]]]]:
     """Play every model against every agent and add the independent measures (module
     docstring); returns the report and the records per agent name, per model name.
@@ -180,9 +190,18 @@ def evaluate_independently(
         for name, recs in first.items():
             found = evaluate_trait_fidelity(recs, space, trait_folds, seed)
             fidelity.append(found.model_copy(update={"simulator": name}))
-    behaviour = compare_behaviour(first, seed=seed)
+    transfer = []
+    if trait_classifier is not None:
+        for name, recs in first.items():
+            transfer.append(
+                trait_classifier.score(recs, seed).model_copy(update={"simulator": name})
+            )
     report = IndependentEval(
-        comparisons=comparisons, heldout=heldout, trait_fidelity=fidelity, behaviour=behaviour
+        comparisons=comparisons,
+        heldout=heldout,
+        trait_fidelity=fidelity,
+        trait_transfer=transfer,
+        behaviour=compare_behaviour(first, seed=seed),
     )
     return report, transcripts
 
@@ -201,15 +220,15 @@ def _unreadable(scores: HeldOutScores) -> str:
     return sum(scores.judgements.values(), JudgementCount()).text()
 
 
-def fidelity_rows(report: IndependentEval) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the trait-fidelity table: one row per axis, per model its
+def fidelity_rows(found_sets: Sequence[TraitFidelity]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of a trait-fidelity table: one row per axis, per model its
     balanced accuracy with its interval, and chance."""
-    header = ["axis", "chance", *(f.simulator for f in report.trait_fidelity)]
+    header = ["axis", "chance", *(f.simulator for f in found_sets)]
     axes: dict[str, list[str]] = {}
     chance: dict[str, str] = {}
-    for k, found in enumerate(report.trait_fidelity):
+    for k, found in enumerate(found_sets):
         for axis in found.axes:
-            row = axes.setdefault(axis.axis, ["n/a"] * len(report.trait_fidelity))
+            row = axes.setdefault(axis.axis, ["n/a"] * len(found_sets))
             if axis.balanced_accuracy is not None:
                 row[k] = f"{axis.balanced_accuracy:.3f} [{axis.low:.3f}, {axis.high:.3f}]"
                 chance[axis.axis] = f"{axis.chance:.3f}"

@@ -54,7 +54,12 @@ from personaevo.simulator.goals import UserGoal
 from personaevo.simulator.heldout import CONFIG_FILE, DEFAULT_HELD_OUT, write_held_out
 from personaevo.simulator.models import check_model_spec
 from personaevo.simulator.profiles import Profile, profile_from_persona
-from personaevo.simulator.rewards import REWARDS, CountedReward, counted_reward_functions
+from personaevo.simulator.rewards import (
+    OPTIONAL_REWARDS,
+    REWARDS,
+    CountedReward,
+    counted_reward_functions,
+)
 from personaevo.simulator.simulator import IntentPlanner, parse_intents
 from personaevo.simulator.sources import load_profiles
 from personaevo.simulator.verdicts import JudgementCount
@@ -99,6 +104,11 @@ class TrainConfig(BaseModel):
     )
     rewards: list[str] = Field(default_factory=lambda: list(REWARDS))
     reward_weights: dict[str, float] = Field(default_factory=dict)
+    trait_classifier: str | None = Field(
+        None,
+        description="Classifier file of the trait_fidelity reward (eval-simulator "
+        "--save-trait-classifier).",
+    )
     intents: list[str] = Field(default_factory=list, description="Allowed intents; [] = all.")
     qa_questions: int = Field(1, ge=0, description="Q&A probes asked after each turn row.")
     qa_prompt_share: float = Field(
@@ -133,9 +143,10 @@ class TrainConfig(BaseModel):
     @field_validator("rewards")
     @classmethod
     def _rewards(cls, value: list[str]) -> list[str]:
-        unknown = [r for r in value if r not in REWARDS]
+        known = {**REWARDS, **OPTIONAL_REWARDS}
+        unknown = [r for r in value if r not in known]
         if unknown or not value:
-            raise ValueError(f"unknown rewards {unknown} (known: {', '.join(REWARDS)})")
+            raise ValueError(f"unknown rewards {unknown} (known: {', '.join(known)})")
         return value
 
     def save(self, folder: Path) -> None:
@@ -249,6 +260,7 @@ def build_trainer(config: TrainConfig, prepared: Prepared, out: Path):
     from personaevo.simulator.models import open_agent, open_judge
     from personaevo.simulator.policy import PolicyLLM
     from personaevo.simulator.pool import PromptPool, refresh_callback
+    from personaevo.simulator.trait_fidelity import reward_binding
 
     cuda = torch.cuda.is_available()
     tokenizer = AutoTokenizer.from_pretrained(prepared.model_path, padding_side="left")
@@ -281,8 +293,9 @@ def build_trainer(config: TrainConfig, prepared: Prepared, out: Path):
         return PolicyLLM(live_model, tokenizer, name="policy")
 
     answerer = _LiveAnswerer(holder, tokenizer)
+    bound = reward_binding(config.rewards, config.trait_classifier, [p for p, _ in prepared.train])
     funcs = counted_reward_functions(
-        config.rewards, judge, answerer if "qa_consistency" in config.rewards else None
+        config.rewards, judge, answerer if "qa_consistency" in config.rewards else None, bound
     )
     weights = [config.reward_weights.get(name, 1.0) for name in config.rewards]
     args = GRPOConfig(

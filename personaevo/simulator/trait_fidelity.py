@@ -325,6 +325,23 @@ class TraitScorer:
         return out
 
 
+def reward_binding(
+    rewards: Sequence[str], classifier_path: str | None, profiles: Sequence[Profile]
+) -> dict[str, dict[str, Any]]:
+    """What :func:`~personaevo.simulator.rewards.reward_functions` binds (its ``bound``)
+    when ``rewards`` name ``trait_fidelity``: the classifier saved at ``classifier_path``
+    (``eval-simulator --save-trait-classifier``) with the bands of ``profiles``."""
+    if "trait_fidelity" not in rewards:
+        return {}
+    if not classifier_path:
+        raise InputError(
+            "the trait_fidelity reward needs trait_classifier: a file written by "
+            "'personaevo eval-simulator --save-trait-classifier FILE'"
+        )
+    scorer = TraitScorer(TraitClassifier.load(classifier_path), profiles)
+    return {"trait_fidelity": {"scorer": scorer}}
+
+
 def trait_fidelity(
     prompts, completions, persona_id, earlier=None, scorer: TraitScorer | None = None, **_
 ) -> list[float | None]:
