@@ -416,6 +416,7 @@ def test_eval_simulator_cli_two_agents_heldout_judge_and_trait_fidelity(
     assert main([*argv, "--save-trait-classifier", str(saved)]) == 0
     out = capsys.readouterr().out
     assert "agent scripted" in out and "agent llm:agentlm" in out
+    assert "sim / scripted" in out and "sim / llm:agentlm" in out  # side by side
     assert "held-out judge llm:judge" in out and "trait fidelity" in out
     assert "behavioural diversity" in out
     written = json.loads(report.read_text())

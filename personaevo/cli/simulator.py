@@ -212,6 +212,7 @@ def cmd_eval_simulator(args: argparse.Namespace) -> int:
     from personaevo.simulator.behaviour import behaviour_rows
     from personaevo.simulator.evaluation import comparison_rows
     from personaevo.simulator.independent import (
+        agent_rows,
         evaluate_independently,
         fidelity_rows,
         heldout_rows,
@@ -263,6 +264,14 @@ def cmd_eval_simulator(args: argparse.Namespace) -> int:
             f"{args.conversations} conversations per model, up to {args.turns} user turns, "
             f"judge {comparison.judge}, agent {comparison.agent}; mean [95% CI, personas "
             "resampled]; unreadable: judge replies neither yes nor no, left out of the means",
+            header,
+            rows,
+        )
+    if len(report.comparisons) > 1:
+        header, rows = agent_rows(report)
+        _print_table(
+            "the same simulators against each agent (the scripted agent reads the goal state, "
+            "an LLM agent sees only the conversation and the domain); mean [95% CI]",
             header,
             rows,
         )

@@ -20,6 +20,7 @@ the tiny model's corpus (:mod:`personaevo.simulator.corpus_section`).
 
 from personaevo.simulator import corpus_section as _corpus_section  # noqa: F401 (registers)
 from personaevo.simulator.agents import Agent, LLMAgent, ScriptedAgent
+from personaevo.simulator.behaviour import BehaviourComparison, compare_behaviour, fingerprint
 from personaevo.simulator.conditioning import Turn, simulator_messages
 from personaevo.simulator.corpus_section import TemplateSimulator
 from personaevo.simulator.curriculum import Curriculum, difficulty, prior_difficulty
@@ -32,6 +33,7 @@ from personaevo.simulator.goal_files import (
 )
 from personaevo.simulator.goals import GoalState, Status, UserGoal
 from personaevo.simulator.heldout import DEFAULT_HELD_OUT, held_out_pairs
+from personaevo.simulator.independent import IndependentEval, evaluate_independently
 from personaevo.simulator.intents import STOP, Intent, parse_intent
 from personaevo.simulator.judges import Judge, LLMJudge, RuleJudge
 from personaevo.simulator.models import open_model
@@ -41,6 +43,13 @@ from personaevo.simulator.rollout import ConversationRecord, read_records, simul
 from personaevo.simulator.simulator import IntentPlanner, Simulator
 from personaevo.simulator.sources import load_profiles
 from personaevo.simulator.training import TrainConfig, train_simulator
+from personaevo.simulator.trait_fidelity import (
+    TraitClassifier,
+    TraitFidelity,
+    TraitScorer,
+    evaluate_trait_fidelity,
+    fit_trait_classifier,
+)
 from personaevo.simulator.verdicts import JudgementCount, Verdict
 from personaevo.simulator.winners import RunPersonas, personas_from_run, program_problems
 
@@ -49,11 +58,13 @@ __all__ = [
     "REWARDS",
     "STOP",
     "Agent",
+    "BehaviourComparison",
     "Comparison",
     "ConversationRecord",
     "Curriculum",
     "GoalState",
     "GoalTemplate",
+    "IndependentEval",
     "Intent",
     "IntentPlanner",
     "Judge",
@@ -68,11 +79,19 @@ __all__ = [
     "Status",
     "TemplateSimulator",
     "TrainConfig",
+    "TraitClassifier",
+    "TraitFidelity",
+    "TraitScorer",
     "Turn",
     "UserGoal",
     "Verdict",
+    "compare_behaviour",
     "difficulty",
+    "evaluate_independently",
     "evaluate_simulators",
+    "evaluate_trait_fidelity",
+    "fingerprint",
+    "fit_trait_classifier",
     "goals_for_profiles",
     "held_out_pairs",
     "load_goal_source",

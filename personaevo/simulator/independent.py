@@ -206,6 +206,16 @@ def evaluate_independently(
     return report, transcripts
 
 
+def agent_rows(report: IndependentEval) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the agents side by side: one row per metric, one column per
+    (model, agent), each the mean [95% CI]."""
+    columns = [(m.model, c.agent, m) for c in report.comparisons for m in c.models]
+    header = ["metric", *(f"{model} / {agent}" for model, agent, _ in columns)]
+    metrics = list(columns[0][2].metrics) if columns else []
+    rows = [[name, *(format_interval(m.metrics[name]) for _, _, m in columns)] for name in metrics]
+    return header, rows
+
+
 def heldout_rows(report: IndependentEval) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the held-out judge's table: one row per metric, one column per
     (agent, model)."""

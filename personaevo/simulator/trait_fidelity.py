@@ -131,12 +131,14 @@ def balanced_accuracy(truth: Sequence[str], predicted: Sequence[str]) -> float:
 
 
 class AxisFidelity(BaseModel):
+    """One axis: balanced accuracy with its interval and chance (None when not scored)."""
+
     axis: str
-    balanced_accuracy: float | None
-    low: float | None
-    high: float | None
-    chance: float | None
     bands: dict[str, int]  # samples per band
+    balanced_accuracy: float | None = None
+    low: float | None = None
+    high: float | None = None
+    chance: float | None = None
     note: str = ""
 
 
@@ -156,15 +158,7 @@ def _axis_result(
 ) -> AxisFidelity:
     counts = {b: truth.count(b) for b in BANDS if b in truth}
     if predicted is None:
-        return AxisFidelity(
-            axis=axis,
-            balanced_accuracy=None,
-            low=None,
-            high=None,
-            chance=None,
-            bands=counts,
-            note="one band only: nothing to tell apart",
-        )
+        return AxisFidelity(axis=axis, bands=counts, note="one band only: nothing to tell apart")
     t, p, g = np.asarray(truth), np.asarray(predicted), np.asarray(groups)
     persona_ids = np.unique(g)
     rows = [np.flatnonzero(g == pid) for pid in persona_ids]
