@@ -86,6 +86,8 @@ def main() -> None:
         records[label] = simulate(
             simulator, ScriptedAgent(0.2), RuleJudge(), pairs, len(pairs), args.turns, args.seed
         )
+        print(f"{label}: {len(pairs)} conversations played, {time.perf_counter() - start:.0f} s",
+              flush=True)  # fmt: skip
     behaviour = compare_behaviour(records, seed=args.seed)
     fidelity = {
         label: evaluate_trait_fidelity(recs, space, folds=5, seed=args.seed)
