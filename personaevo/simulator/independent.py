@@ -26,6 +26,7 @@ judge against the same agent only checks that training optimised what it was tol
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -37,7 +38,7 @@ from personaevo.simulator.behaviour import BehaviourComparison, compare_behaviou
 from personaevo.simulator.conditioning import known_facts, persona_text
 from personaevo.simulator.evaluation import (
     Comparison,
-    Interval,
+    ModelEval,
     bootstrap,
     conversation_scores,
     evaluate_simulators,
@@ -68,15 +69,12 @@ JUDGED = (
 """The turn metrics that ask a judge (``qa_consistency`` and ``stop_validity`` do not)."""
 
 
-class HeldOutScores(BaseModel):
-    """One model's conversations with one agent, scored by the held-out judge."""
+class HeldOutScores(ModelEval):
+    """One model's conversations with one agent, scored by the held-out judge (``seconds``:
+    the re-scoring's)."""
 
     judge: str
     agent: str
-    model: str
-    metrics: dict[str, Interval]
-    per_conversation: dict[str, list[float | None]]
-    judgements: dict[str, JudgementCount]
 
 
 class IndependentEval(BaseModel):
@@ -130,6 +128,7 @@ def heldout_scores(
 ) -> HeldOutScores:
     """:data:`JUDGED` metrics and the re-tracked goal metrics of ``records`` under
     ``judge`` (see the module docstring)."""
+    start = time.perf_counter()
     scores, counts = conversation_scores(records, judge, None, 0, window, max_turns, seed, pools)
     kept = {m: scores[m] for m in JUDGED}
     judgements = {m: counts[m] for m in JUDGED}
@@ -142,8 +141,11 @@ def heldout_scores(
         judge=judge.name,
         agent=records[0].agent if records else "",
         model=records[0].simulator if records else "",
+        conversations=len(records),
+        seconds=round(time.perf_counter() - start, 2),
         metrics={m: bootstrap(v, rng, personas) for m, v in kept.items()},
         per_conversation=kept,
+        personas=personas,
         judgements=judgements,
     )
 
