@@ -240,6 +240,31 @@ def measure_questionnaire(
     return measured, recorder.log, detail
 
 
+_SEEDS: dict[tuple[str, int], tuple[ReferencePopulation | None, list[Candidate]]] = {}
+
+
+def seed_candidates(
+    space: TraitSpace, seed: int
+) -> tuple[ReferencePopulation | None, list[Candidate]]:
+    """The space's built-in reference and the seed generators as candidates, each with its
+    evaluation (n = 50, scored against that reference), as the evolution loop shows them;
+    computed once per space and seed."""
+    key = (space.model_dump_json(), seed)
+    if key in _SEEDS:
+        return _SEEDS[key]
+    reference = ReferencePopulation.default_for(space, seed=seed)
+    paths = sorted(p for p in GENERATORS.glob("*.py") if not p.name.startswith("_"))
+    evaluations = evaluate_programs(paths, space, n=50, seed=seed, reference=reference)
+    seeds = [
+        Candidate(
+            key=e.program_hash, name=p.stem, source=p.read_text(encoding="utf-8"), evaluation=e
+        )
+        for p, e in zip(paths, evaluations, strict=True)
+    ]
+    _SEEDS[key] = reference, seeds
+    return _SEEDS[key]
+
+
 # ------------------------------------------------------------------------ the three parts
 
 
@@ -331,15 +356,7 @@ def part_mutation(
     out: Callable[[str], None],
 ) -> dict[str, Any]:
     """Part 3 (module docstring)."""
-    reference = ReferencePopulation.default_for(space, seed=seed)
-    paths = sorted(p for p in GENERATORS.glob("*.py") if not p.name.startswith("_"))
-    evaluations = evaluate_programs(paths, space, n=50, seed=seed, reference=reference)
-    seeds = [
-        Candidate(
-            key=e.program_hash, name=p.stem, source=p.read_text(encoding="utf-8"), evaluation=e
-        )
-        for p, e in zip(paths, evaluations, strict=True)
-    ]
+    reference, seeds = seed_candidates(space, seed)
     objectives = (
         DEFAULT_OBJECTIVES_WITH_REFERENCE if reference else DEFAULT_OBJECTIVES_WITHOUT_REFERENCE
     )
