@@ -300,7 +300,7 @@ def test_eval_simulator_cli_prints_and_writes_the_unreadable_counts(
 
 
 def test_counted_rewards_and_the_training_log_carry_unreadable_counts(pair):
-    from personaevo.simulator.training import judgement_log_callback
+    from personaevo.simulator.training_log import judgement_log_callback
 
     row = turn_row(pair)
     judge = gibberish_judge()

@@ -99,9 +99,11 @@ def conversation_scores(
     max_turns: int,
     seed: int,
     pools: dict[str, list[str]] | None = None,
+    metrics: Sequence[str] = TURN_METRICS,
 ) -> tuple[dict[str, list[float | None]], dict[str, JudgementCount]]:
     """Every metric per conversation, and per metric the judge's verdicts behind it with
-    the unreadable ones counted (see the module docstring)."""
+    the unreadable ones counted (see the module docstring); of the turn metrics, only
+    those in ``metrics`` (training scores only the rewards it uses)."""
     rows, owner = [], []
     for c, record in enumerate(records):
         for t, row in enumerate(turn_prompts(record, window, max_turns)):
@@ -109,7 +111,7 @@ def conversation_scores(
             row["questions"] = make_questions(row["facts"], rng, qa_questions, pools)
             rows.append(row)
             owner.append(c)
-    names = [n for n in TURN_METRICS if n != "qa_consistency" or (answerer and qa_questions)]
+    names = [n for n in metrics if n != "qa_consistency" or (answerer and qa_questions)]
     funcs = counted_reward_functions(names, judge, answerer)
     columns = {k: [r[k] for r in rows] for k in rows[0] if k not in ("line", "prompt")}
     prompts = [r["prompt"] for r in rows]

@@ -11,6 +11,7 @@ gradients, restoring training mode afterwards. Sampling with a seed runs inside
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from pathlib import Path
 
 from personaevo.errors import InputError
@@ -61,23 +62,62 @@ class PolicyLLM(LLM):
         return out
 
     def _batch(self, texts: list[str], params: SamplingParams) -> list[Completion]:
+        tok = self.tokenizer
+        ids = tok(texts, add_special_tokens=False)["input_ids"]
+        completions = []
+        for prompt, generated in zip(ids, self.generate_ids(ids, params), strict=True):
+            text = tok.decode(generated.ids, skip_special_tokens=True)
+            reason = "length" if generated.truncated else "stop"
+            for stop in params.stop:
+                if stop in text:
+                    text, reason = text.split(stop, 1)[0], "stop"
+            completions.append(
+                Completion(
+                    text=text,
+                    prompt_tokens=len(prompt),
+                    completion_tokens=len(generated.ids),
+                    finish_reason=reason,
+                )
+            )
+        return completions
+
+    def terminators(self) -> set[int]:
+        """The token ids that end a generation: the model's end-of-sequence ids, else the
+        tokenizer's."""
+        eos = self.model.generation_config.eos_token_id
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        return set(eos) if isinstance(eos, list) else {eos}
+
+    def generate_ids(self, prompts: list[list[int]], params: SamplingParams) -> list[GeneratedIds]:
+        """Sample a continuation of each token sequence, ``max_batch`` at a time (left
+        padded, eval mode, no gradients; seeded as in the module docstring)."""
+        out: list[GeneratedIds] = []
+        for lo in range(0, len(prompts), self.max_batch):
+            out += self._generate_batch(prompts[lo : lo + self.max_batch], params)
+        return out
+
+    def _generate_batch(
+        self, prompts: list[list[int]], params: SamplingParams
+    ) -> list[GeneratedIds]:
         import torch
 
         model, tok = self.model, self.tokenizer
         was_training = model.training
-        side = tok.padding_side
-        tok.padding_side = "left"
         device = next(model.parameters()).device
-        eos = model.generation_config.eos_token_id
-        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        ends = self.terminators()
+        pad = tok.pad_token_id if tok.pad_token_id is not None else min(ends)
         kwargs = {
             "max_new_tokens": params.max_tokens,
             "do_sample": params.temperature > 0,
             "pad_token_id": pad,
-            "eos_token_id": eos if eos is not None else tok.eos_token_id,
+            "eos_token_id": sorted(ends),
         }
         if params.temperature > 0:
             kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
+        width = max(len(p) for p in prompts)
+        input_ids = torch.tensor([[pad] * (width - len(p)) + list(p) for p in prompts])
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
         seeded = (
             torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
             if params.seed is not None
@@ -85,38 +125,33 @@ class PolicyLLM(LLM):
         )
         try:
             model.eval()
-            enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-            enc = {k: v.to(device) for k, v in enc.items()}
             with seeded, torch.no_grad():
                 if params.seed is not None:
                     torch.manual_seed(params.seed)
-                generated = model.generate(**enc, **kwargs)
+                generated = model.generate(
+                    input_ids=input_ids.to(device), attention_mask=mask.to(device), **kwargs
+                )
         finally:
-            tok.padding_side = side
             if was_training:
                 model.train()
-        width = enc["input_ids"].shape[1]
-        eos_ids = set(kwargs["eos_token_id"] if isinstance(kwargs["eos_token_id"], list) else [])
-        if not eos_ids:
-            eos_ids = {kwargs["eos_token_id"]}
-        completions = []
-        for row, mask in zip(generated, enc["attention_mask"], strict=True):
+        out = []
+        for row in generated:
             new = row[width:].tolist()
-            ended = next((i for i, t in enumerate(new) if t in eos_ids or t == pad), None)
-            ids = new if ended is None else new[:ended]
-            text = tok.decode(ids, skip_special_tokens=True)
-            reason = "stop"
-            if ended is None and len(new) >= params.max_tokens:
-                reason = "length"
-            for stop in params.stop:
-                if stop in text:
-                    text, reason = text.split(stop, 1)[0], "stop"
-            completions.append(
-                Completion(
-                    text=text,
-                    prompt_tokens=int(mask.sum()),
-                    completion_tokens=len(ids),
-                    finish_reason=reason,
-                )
-            )
-        return completions
+            ended = next((i for i, t in enumerate(new) if t in ends or t == pad), None)
+            if ended is None:
+                out.append(GeneratedIds(ids=new, end=None, truncated=len(new) >= params.max_tokens))
+            else:
+                end = new[ended] if new[ended] in ends else None
+                out.append(GeneratedIds(ids=new[:ended], end=end, truncated=False))
+        return out
+
+
+@dataclass
+class GeneratedIds:
+    """One sampled continuation: its tokens before the terminator, the terminator when it
+    was an end-of-sequence id (None for a padding id or none), and whether it hit the
+    token limit without ending."""
+
+    ids: list[int]
+    end: int | None
+    truncated: bool

@@ -127,23 +127,7 @@ class PromptPool:
         if self.save_dir is not None:
             write_records(self.save_dir / f"refresh-{refresh:04d}.jsonl", records)
         rows = [row for r in records for row in turn_prompts(r, self.window, self.max_turns)]
-        chosen = rng.choice(len(rows), self.size, replace=len(rows) < self.size)
-        fresh = []
-        for index in chosen:
-            row = dict(rows[int(index)])
-            if rng.random() < self.probe_share:
-                probe = make_questions(row["facts"], rng, 1, self.pools)
-                if probe:
-                    context = [Message.model_validate(m) for m in row["prompt"]]
-                    messages = question_messages(context, row["line"], probe[0])
-                    row["prompt"] = [m.model_dump() for m in messages]
-                    row["kind"], row["questions"] = "probe", [probe[0].model_dump()]
-                    fresh.append(row)
-                    continue
-            questions = make_questions(row["facts"], rng, self.qa_questions, self.pools)
-            row["questions"] = [q.model_dump() for q in questions]
-            fresh.append(row)
-        self._rows = fresh
+        self._rows = self.fill(picks, rows, rng)
         report = RefreshReport(
             refresh=refresh,
             step=step,
@@ -174,6 +158,37 @@ class PromptPool:
                 i = index.get(record.profile.persona_id)
                 if i is not None:
                     self.curriculum.record(i, goal_failed(record))
+
+    def fill(self, picks: np.ndarray, rows: list[dict], rng: np.random.Generator) -> list[dict]:
+        """The pool's ``size`` rows, drawn from the refresh's user-turn ``rows`` (with
+        replacement only when there are fewer); ``picks`` are the personas the curriculum
+        drew for this refresh (unused here: subclasses build other rows from them)."""
+        chosen = rng.choice(len(rows), self.size, replace=len(rows) < self.size)
+        fresh = []
+        for index in chosen:
+            row = dict(rows[int(index)])
+            probe = self.probe_row(row, rng) if rng.random() < self.probe_share else None
+            if probe is not None:
+                fresh.append(probe)
+                continue
+            questions = make_questions(row["facts"], rng, self.qa_questions, self.pools)
+            row["questions"] = [q.model_dump() for q in questions]
+            fresh.append(row)
+        return fresh
+
+    def probe_row(self, row: dict, rng: np.random.Generator) -> dict | None:
+        """``row`` turned into a Q&A probe (None when its facts give no question)."""
+        probe = make_questions(row["facts"], rng, 1, self.pools)
+        if not probe:
+            return None
+        context = [Message.model_validate(m) for m in row["prompt"]]
+        messages = question_messages(context, row["line"], probe[0])
+        return {
+            **row,
+            "prompt": [m.model_dump() for m in messages],
+            "kind": "probe",
+            "questions": [probe[0].model_dump()],
+        }
 
     def rows(self, batch: dict) -> dict:
         """The dataset transform: slot numbers in, the pool's columns out."""

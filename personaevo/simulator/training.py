@@ -62,9 +62,16 @@ from personaevo.simulator.rewards import (
 )
 from personaevo.simulator.simulator import IntentPlanner, parse_intents
 from personaevo.simulator.sources import load_profiles
+from personaevo.simulator.training_log import (
+    judgement_log_callback,
+    progress_callback,
+    reward_curves,
+)
+from personaevo.simulator.trajectory import TRAJECTORY_REWARDS
 from personaevo.simulator.verdicts import JudgementCount
 
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo")
+UNITS = ("conversation", "turn")
 
 
 class TrainConfig(BaseModel):
@@ -83,6 +90,11 @@ class TrainConfig(BaseModel):
     goals: str | None = Field(None, description="Goal file or template; default: built-in.")
     out: str = Field("runs/simulator", description="Output folder.")
     steps: int = Field(200, ge=1, description="Optimizer steps.")
+    unit: Literal["conversation", "turn"] = Field(
+        "conversation",
+        description="GRPO sample: a whole conversation (trajectory and per-turn rewards) "
+        "or one user turn (per-turn rewards).",
+    )
     lora: bool = False
     lora_r: int = Field(16, ge=1)
     lora_alpha: int = Field(32, ge=1)
@@ -103,6 +115,10 @@ class TrainConfig(BaseModel):
         DEFAULT_HELD_OUT, ge=0, lt=1, description="Share of personas held out for evaluation."
     )
     rewards: list[str] = Field(default_factory=lambda: list(REWARDS))
+    trajectory_rewards: list[str] = Field(
+        default_factory=lambda: list(TRAJECTORY_REWARDS),
+        description="Conversation-level rewards (unit 'conversation' only).",
+    )
     reward_weights: dict[str, float] = Field(default_factory=dict)
     trait_classifier: str | None = Field(
         None,
@@ -149,6 +165,22 @@ class TrainConfig(BaseModel):
             raise ValueError(f"unknown rewards {unknown} (known: {', '.join(known)})")
         return value
 
+    @field_validator("trajectory_rewards")
+    @classmethod
+    def _trajectory(cls, value: list[str]) -> list[str]:
+        unknown = [r for r in value if r not in TRAJECTORY_REWARDS]
+        if unknown:
+            raise ValueError(
+                f"unknown trajectory rewards {unknown} (known: {', '.join(TRAJECTORY_REWARDS)})"
+            )
+        return value
+
+    def reward_names(self) -> list[str]:
+        """The rewards this run trains on, in TRL's order."""
+        if self.unit == "turn":
+            return list(self.rewards)
+        return [*self.rewards, *self.trajectory_rewards]
+
     def save(self, folder: Path) -> None:
         (folder / CONFIG_FILE).write_text(self.model_dump_json(indent=2) + "\n", encoding="utf-8")
 
@@ -157,7 +189,9 @@ class TrainConfig(BaseModel):
         path = Path(folder) / CONFIG_FILE
         if not path.is_file():
             raise InputError(f"{folder}: no training run to resume (no {CONFIG_FILE})")
-        return cls.model_validate_json(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data.setdefault("unit", "turn")  # runs saved before the conversation unit
+        return cls.model_validate(data)
 
 
 def resolve_model(model: str) -> Path:
@@ -203,9 +237,14 @@ def prepare(
     """Check every input and split the personas; raises :class:`InputError` on bad input.
     A run's personas are exported into ``config.out`` (reused when ``resume``)."""
     planner = IntentPlanner(parse_intents(config.intents, "--intents"))
-    unknown = sorted(set(config.reward_weights) - set(config.rewards))
+    unknown = sorted(set(config.reward_weights) - set(config.reward_names()))
     if unknown:
         raise InputError(f"--reward-weights: {unknown} are not among the rewards used")
+    optional = sorted(set(config.rewards) - set(REWARDS))
+    if config.unit == "conversation" and optional:
+        raise InputError(f"--rewards {optional}: only with --unit turn for now")
+    if config.unit == "conversation" and config.vllm == "on":
+        raise InputError("--vllm on: the conversation unit generates with transformers")
     model_path = resolve_model(config.model)
     for spec in (config.agent, config.judge):
         if spec not in ("scripted", "rules"):
@@ -269,6 +308,9 @@ def build_trainer(config: TrainConfig, prepared: Prepared, out: Path):
     model = AutoModelForCausalLM.from_pretrained(prepared.model_path)
     judge = open_judge(config.judge)
     params = SamplingParams(max_tokens=config.max_completion_length, temperature=config.temperature)
+    conversation = config.unit == "conversation"
+    if conversation:
+        from personaevo.simulator.multiturn import ConversationPool as PromptPool
     pool = PromptPool(
         profiles=[p for p, _ in prepared.train],
         goals=[g for _, g in prepared.train],
@@ -293,11 +335,17 @@ def build_trainer(config: TrainConfig, prepared: Prepared, out: Path):
         return PolicyLLM(live_model, tokenizer, name="policy")
 
     answerer = _LiveAnswerer(holder, tokenizer)
-    bound = reward_binding(config.rewards, config.trait_classifier, [p for p, _ in prepared.train])
-    funcs = counted_reward_functions(
-        config.rewards, judge, answerer if "qa_consistency" in config.rewards else None, bound
-    )
-    weights = [config.reward_weights.get(name, 1.0) for name in config.rewards]
+    if conversation:
+        funcs, rollout = _conversation_parts(config, pool, judge, answerer, tokenizer, params)
+    else:
+        rollout = None
+        bound = reward_binding(
+            config.rewards, config.trait_classifier, [p for p, _ in prepared.train]
+        )
+        funcs = counted_reward_functions(
+            config.rewards, judge, answerer if "qa_consistency" in config.rewards else None, bound
+        )
+    weights = [config.reward_weights.get(name, 1.0) for name in config.reward_names()]
     args = GRPOConfig(
         output_dir=str(out),
         max_steps=config.steps,
@@ -319,7 +367,7 @@ def build_trainer(config: TrainConfig, prepared: Prepared, out: Path):
         data_seed=config.seed,
         use_cpu=not cuda,
         bf16=cuda and torch.cuda.is_bf16_supported(),
-        use_vllm=_use_vllm(config.vllm),
+        use_vllm=not conversation and _use_vllm(config.vllm),
         vllm_mode="colocate",
         disable_tqdm=True,
         dataloader_num_workers=0,
@@ -345,9 +393,33 @@ def build_trainer(config: TrainConfig, prepared: Prepared, out: Path):
             judgement_log_callback(funcs),
         ],
         peft_config=peft_config,
+        rollout_func=rollout,
     )
     holder["model"] = trainer.model
     return trainer, pool
+
+
+def _conversation_parts(config: TrainConfig, pool, judge, answerer, tokenizer, params):
+    """The conversation unit's reward functions and TRL ``rollout_func``
+    (:mod:`personaevo.simulator.multiturn`, :mod:`personaevo.simulator.trajectory`)."""
+    from personaevo.simulator.multiturn import ConversationRollout
+    from personaevo.simulator.trajectory import TrajectoryScorer, conversation_rewards
+
+    scorer = TrajectoryScorer(
+        config.rewards,
+        config.trajectory_rewards,
+        judge,
+        answerer if "qa_consistency" in config.rewards else None,
+        config.qa_questions,
+        config.window,
+        config.max_turns,
+        pool.pools,
+        config.seed,
+    )
+    rollout = ConversationRollout(
+        pool, pool.agent, judge, tokenizer, params, config.group_size, config.seed
+    )
+    return conversation_rewards(scorer), rollout
 
 
 class _LiveAnswerer:
@@ -400,7 +472,7 @@ def train_simulator(
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)
-    trainer.add_callback(_progress_callback(log, config.rewards))
+    trainer.add_callback(progress_callback(log, config.reward_names()))
     for callback in callbacks or []:
         trainer.add_callback(callback)
     start = time.perf_counter()
@@ -438,64 +510,3 @@ def train_simulator(
         judgements=judgements,
         program_problems=prepared.program_problems,
     )
-
-
-def _progress_callback(log: Callable[[str], None], names: list[str]):
-    """One line per logged step: the total reward and each reward's mean."""
-    from transformers import TrainerCallback
-
-    class Progress(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if not logs or "reward" not in logs:
-                return
-            parts = [f"step {state.global_step}/{state.max_steps}", f"reward {logs['reward']:.3f}"]
-            for name in names:
-                value = logs.get(f"rewards/{name}/mean")
-                if value is not None:
-                    unreadable = logs.get(f"unreadable/{name}", 0)
-                    note = f" ({unreadable} unreadable)" if unreadable else ""
-                    parts.append(f"{name} {value:.2f}{note}")
-            if logs.get("step_time") is not None:
-                parts.append(f"{logs['step_time']:.1f} s/step")
-            log("  ".join(parts))
-
-    return Progress()
-
-
-def judgement_log_callback(funcs: list[CountedReward]):
-    """A ``transformers`` callback that adds to each logged training step, per reward that
-    asked the judge since the previous log: ``judgements/NAME`` (its verdicts) and
-    ``unreadable/NAME`` (the unreadable ones among them). It writes them into the step's
-    ``state.log_history`` entry and into ``logs`` (so later callbacks print them)."""
-    from transformers import TrainerCallback
-
-    class JudgementLog(TrainerCallback):
-        def __init__(self) -> None:
-            self.logged = {f.__name__: JudgementCount() for f in funcs}
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if not logs or "reward" not in logs:
-                return
-            entry: dict[str, int] = {}
-            for f in funcs:
-                new = f.count - self.logged[f.__name__]
-                self.logged[f.__name__] = f.count
-                if new.judgements:
-                    entry[f"judgements/{f.__name__}"] = new.judgements
-                    entry[f"unreadable/{f.__name__}"] = new.unreadable
-            logs.update(entry)
-            if state.log_history and state.log_history[-1].get("reward") == logs["reward"]:
-                state.log_history[-1].update(entry)
-
-    return JudgementLog()
-
-
-def reward_curves(history: list[dict]) -> dict[str, list[tuple[int, float]]]:
-    """``{reward name: [(step, mean), ...]}`` from TRL's log history."""
-    curves: dict[str, list[tuple[int, float]]] = {}
-    for entry in history:
-        for key, value in entry.items():
-            if key.startswith("rewards/") and key.endswith("/mean") and value is not None:
-                name = key.split("/")[1]
-                curves.setdefault(name, []).append((int(entry.get("step", 0)), float(value)))
-    return curves
