@@ -3,7 +3,7 @@ and the curriculum schedules compared.
 
     python experiments/simulator_grpo.py [--model smollm2|tiny|DIR] [--lora] [--seeds 0 1 2]
         [--steps 30] [--curriculum-steps 20] [--curriculum-seeds 0 1 2]
-        [--out runs/simulator-grpo]
+        [--units conversation turn] [--out runs/simulator-grpo]
 
 Personas: ``--personas`` uniform feasible personas from ``customer_support`` and
 ``mental_health_support`` (seeded), goals from the built-in template. For each seed,
@@ -24,6 +24,16 @@ same held-out conversations. The second table gives, per schedule, mean ± sd ov
 and the paired difference from uniform (per seed, the mean over conversations of
 schedule minus uniform; then mean ± sd over seeds). ``--seeds`` with no value skips the
 first part.
+
+``--units`` (default ``conversation``, the library's default) trains once per GRPO unit
+and seed (``turn``: one user turn per sample; ``conversation``: whole conversations with
+trajectory rewards, ``docs/simulator-training.md``); every trained model plays the same
+held-out conversations, and with two units the first table adds the paired difference
+second minus first (per seed, the mean over conversations; then mean ± sd over seeds).
+The curriculum runs use the first unit. ``--conversations 0`` skips evaluation, to time
+training alone (e.g. ``--steps 1 --model smollm2 --lora``): each run's training
+seconds, its first pool refresh's seconds and seconds per step without that refresh are
+printed and written to ``timings.json``.
 """
 
 from __future__ import annotations
@@ -52,6 +62,7 @@ from personaevo.simulator.training import resolve_model
 from personaevo.spaces import load_space
 
 SPACES = ("customer_support", "mental_health_support")
+TIMINGS: list[dict] = []  # one entry per training run
 
 
 def write_population(path: Path, n: int, seed: int) -> None:
@@ -64,10 +75,13 @@ def write_population(path: Path, n: int, seed: int) -> None:
     write_personas(path, records)
 
 
-def train(args, personas: Path, out: Path, seed: int, curriculum: str, steps: int) -> Path:
+def train(
+    args, personas: Path, out: Path, seed: int, curriculum: str, steps: int, unit: str
+) -> Path:
     config = TrainConfig(
         model=args.model,
         lora=args.lora,
+        unit=unit,
         personas=str(personas),
         out=str(out),
         steps=steps,
@@ -76,16 +90,29 @@ def train(args, personas: Path, out: Path, seed: int, curriculum: str, steps: in
         learning_rate=args.lr,
         beta=args.beta,
         refresh_every=args.refresh_every,
-        rollout_conversations=8,
+        rollout_conversations=args.rollout_conversations,
         max_turns=args.turns,
         pool_size=32,
-        max_completion_length=32,
+        max_completion_length=args.max_tokens,
         qa_questions=0,  # Q&A is trained on probe rows (a quarter of the pool) only
+        qa_prompt_share=args.probe_share,
         curriculum=curriculum,
         save_steps=steps,
         seed=seed,
     )
     result = train_simulator(config, log=print)
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    first = summary["refreshes"][0]["seconds"] if summary["refreshes"] else 0.0
+    times = {
+        "unit": unit,
+        "seed": seed,
+        "curriculum": curriculum,
+        "train_seconds": result.seconds,
+        "first_refresh_seconds": first,
+        "seconds_per_step": round((result.seconds - first) / max(1, result.steps), 2),
+    }
+    TIMINGS.append(times)
+    print(f"timing: {times}")
     return Path(result.final_model)
 
 
@@ -124,34 +151,52 @@ def paired_mean(a: list[float | None], b: list[float | None]) -> float | None:
 
 
 def consistency(args, root: Path, personas: Path, base: str) -> tuple[list[str], list[dict]]:
-    """Before and after uniform training, per seed (the first table)."""
+    """Before and after uniform training with each unit, per seed (the first table)."""
     runs = []
     for seed in args.seeds:
         t0 = time.perf_counter()
-        final = train(args, personas, root / f"seed{seed}", seed, "uniform", args.steps)
+        models = [("before", base)]
+        for unit in args.units:
+            out = root / (f"seed{seed}" if len(args.units) == 1 else f"{unit}-seed{seed}")
+            models.append(
+                (unit, str(train(args, personas, out, seed, "uniform", args.steps, unit)))
+            )
         trained = time.perf_counter() - t0
-        result = evaluate(
-            args, root / f"seed{seed}", [("before", base), ("after", str(final))], seed
-        )
+        print(f"seed {seed}: trained in {trained:.0f} s")
+        if not args.conversations:
+            continue
+        held = root / (f"seed{seed}" if len(args.units) == 1 else f"{args.units[0]}-seed{seed}")
+        result = evaluate(args, held, models, seed)
         result["train_seconds"] = round(trained, 1)
         runs.append(result)
-        print(f"seed {seed}: trained in {trained:.0f} s")
     if not runs:
         return [], runs
+    units = args.units
+    head = ["before", *(f"after {u}" for u in units), *(f"{u} - before" for u in units)]
+    if len(units) == 2:
+        head.append(f"{units[1]} - {units[0]}")
     lines = [
         f"GRPO on {label(args)}: {args.steps} steps x {args.prompts_per_step} prompts x "
         f"{args.group_size} completions, lr {args.lr}, beta {args.beta}; held-out "
         f"personas, {args.conversations} conversations of up to {args.turns} user turns "
-        f"per model; mean ± sd over seeds {args.seeds}",
+        f"per model; mean ± sd over seeds {args.seeds}; differences paired by conversation",
         "",
-        "| metric | before | after | after - before |",
-        "|---|---|---|---|",
+        "| metric | " + " | ".join(head) + " |",
+        "|---" * (len(head) + 1) + "|",
     ]
     for metric in METRICS:
-        before = [r["models"][0]["metrics"][metric]["mean"] for r in runs]
-        after = [r["models"][1]["metrics"][metric]["mean"] for r in runs]
-        diff = [r["differences"][metric]["mean"] for r in runs]
-        lines.append(f"| {metric} | {mean_sd(before)} | {mean_sd(after)} | {mean_sd(diff)} |")
+        per = [
+            [r["models"][k]["per_conversation"][metric] for r in runs]
+            for k in range(len(units) + 1)
+        ]
+        cells = [
+            mean_sd([r["models"][k]["metrics"][metric]["mean"] for r in runs])
+            for k in range(len(units) + 1)
+        ]
+        pairs = [(k, 0) for k in range(1, len(units) + 1)] + ([(2, 1)] if len(units) == 2 else [])
+        for k, j in pairs:
+            cells.append(mean_sd([paired_mean(a, b) for a, b in zip(per[k], per[j], strict=True)]))
+        lines.append(f"| {metric} | " + " | ".join(cells) + " |")
     lines += ["", f"training seconds per seed: {[r['train_seconds'] for r in runs]}"]
     return lines, runs
 
@@ -164,7 +209,7 @@ def curricula(args, root: Path, personas: Path, base: str) -> tuple[list[str], l
         for schedule in SCHEDULES:
             t0 = time.perf_counter()
             out = root / f"curriculum-{schedule}-seed{seed}"
-            final = train(args, personas, out, seed, schedule, args.curriculum_steps)
+            final = train(args, personas, out, seed, schedule, args.curriculum_steps, args.units[0])
             seconds[schedule] = round(time.perf_counter() - t0, 1)
             models.append((schedule, str(final)))
         result = evaluate(args, root / f"curriculum-uniform-seed{seed}", models, seed)
@@ -203,6 +248,12 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2", help="smollm2, gemma3-270m, tiny, a folder")
     parser.add_argument("--lora", action="store_true", help="train a LoRA adapter (r 16)")
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
+    parser.add_argument(
+        "--units", nargs="+", choices=["conversation", "turn"], default=["conversation"]
+    )
+    parser.add_argument("--rollout-conversations", type=int, default=8)
+    parser.add_argument("--max-tokens", type=int, default=32, help="new tokens per user line")
+    parser.add_argument("--probe-share", type=float, default=0.25, help="Q&A probe rows")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--curriculum-steps", type=int, default=20)
     parser.add_argument("--curriculum-seeds", type=int, nargs="*", default=[0, 1, 2])
@@ -230,6 +281,7 @@ def main() -> None:
         more, per_seed = curricula(args, root, personas, base)
         lines += ["", *more] if lines else more
         (root / "curriculum.json").write_text(json.dumps(per_seed, indent=2) + "\n")
+    (root / "timings.json").write_text(json.dumps(TIMINGS, indent=2) + "\n")
     lines += ["", f"total {time.perf_counter() - started:.0f} s"]
     print("\n".join(lines))
     (root / "results.md").write_text("\n".join(lines) + "\n")

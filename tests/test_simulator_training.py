@@ -11,7 +11,7 @@ import pytest
 from personaevo.cli import main
 from personaevo.llm.corpus import sample_persona
 from personaevo.personas import write_personas
-from personaevo.simulator import REWARDS, TrainConfig, train_simulator
+from personaevo.simulator import REWARDS, TRAJECTORY_REWARDS, TrainConfig, train_simulator
 from personaevo.spaces import load_space
 
 
@@ -50,7 +50,10 @@ def small_config(model: Path, personas: Path, out: Path, **changes) -> TrainConf
     return TrainConfig(**{**options, **changes})
 
 
-def test_grpo_run_killed_midway_resumes_from_its_checkpoint(tiny_model_dir, persona_file, tmp_path):
+@pytest.mark.parametrize("unit", ["conversation", "turn"])
+def test_grpo_run_killed_midway_resumes_from_its_checkpoint(
+    tiny_model_dir, persona_file, tmp_path, unit
+):
     from safetensors.torch import load_file
     from transformers import TrainerCallback
 
@@ -60,7 +63,9 @@ def test_grpo_run_killed_midway_resumes_from_its_checkpoint(tiny_model_dir, pers
                 raise KilledError
 
     out = tmp_path / "run"
-    config = small_config(tiny_model_dir, persona_file, out)
+    # (conversation unit: no probe rows, so that every step has conversations to log)
+    share = 0.0 if unit == "conversation" else 0.25
+    config = small_config(tiny_model_dir, persona_file, out, unit=unit, qa_prompt_share=share)
     with pytest.raises(KilledError):
         train_simulator(config, log=lambda _: None, callbacks=[KillAtStep3()])
     assert (out / "checkpoint-2").is_dir() and not (out / "final").exists()
@@ -73,7 +78,9 @@ def test_grpo_run_killed_midway_resumes_from_its_checkpoint(tiny_model_dir, pers
     logged_steps = [e["step"] for e in state["log_history"] if "loss" in e]
     assert logged_steps == [1, 2, 3, 4]  # steps 1-2 from the first run, 3-4 resumed
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary["rewards"]) == set(REWARDS)  # every reward logged under its own name
+    # every reward logged under its own name (the conversation unit adds its trajectory ones)
+    expected = set(REWARDS) | (set(TRAJECTORY_REWARDS) if unit == "conversation" else set())
+    assert set(summary["rewards"]) == expected and TrainConfig.load(out).unit == unit
     assert [step for step, _ in summary["rewards"]["prompt_to_line"]] == [1, 2, 3, 4]
     # the resumed run rebuilt its pool once, at step 2 (refresh 2 // K), with restored weights
     assert [(r["refresh"], r["step"]) for r in summary["refreshes"]] == [(1, 2)]
@@ -88,11 +95,14 @@ def test_grpo_run_killed_midway_resumes_from_its_checkpoint(tiny_model_dir, pers
     assert saved == ["refresh-0000.jsonl", "refresh-0001.jsonl"]  # 1 rewritten on resume
 
 
-def test_lora_training_writes_an_adapter(tiny_model_dir, persona_file, tmp_path):
+@pytest.mark.parametrize("unit", ["conversation", "turn"])
+def test_lora_training_writes_an_adapter(tiny_model_dir, persona_file, tmp_path, unit):
     config = small_config(
         tiny_model_dir,
         persona_file,
         tmp_path / "lora",
+        unit=unit,
+        qa_prompt_share=0.0,
         steps=1,
         lora=True,
         lora_r=4,
@@ -110,11 +120,13 @@ def test_lora_training_writes_an_adapter(tiny_model_dir, persona_file, tmp_path)
     result = train_simulator(config, log=lambda _: None, callbacks=[Record()])
     assert (tmp_path / "lora" / "adapter" / "adapter_config.json").is_file()
     assert (Path(result.final_model) / "config.json").is_file()  # merged: loads anywhere
-    assert set(result.last_rewards) == {"prompt_to_line", "intent_adherence"}
+    used = {"prompt_to_line", "intent_adherence"}
+    assert set(result.last_rewards) == (used if unit == "turn" else used | set(TRAJECTORY_REWARDS))
     # the rule judge's verdicts are counted per reward and step, none unreadable
     step = next(entry for entry in logged if "reward" in entry)
-    # (the turn rows of 2 prompts x 2 completions; probe rows ask the judge nothing)
-    assert 0 < step["judgements/prompt_to_line"] <= 2 * 2
+    # (2 prompts x 2 completions: turn rows, or conversations of up to max_turns lines)
+    per_row = 1 if unit == "turn" else config.max_turns
+    assert 0 < step["judgements/prompt_to_line"] <= 2 * 2 * per_row
     assert step["unreadable/prompt_to_line"] == 0
     counts = result.judgements["prompt_to_line"]
     assert counts.judgements == step["judgements/prompt_to_line"] and counts.unreadable == 0

@@ -146,6 +146,7 @@ def cmd_train_simulator(args: argparse.Namespace) -> int:
             "goals": args.goals,
             "out": args.out,
             "steps": args.steps,
+            "unit": args.unit,
             "lora": args.lora or None,
             "group_size": args.group_size,
             "prompts_per_step": args.prompts_per_step,
@@ -399,6 +400,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--resume", metavar="DIR", help="continue the training run in DIR")
     tr.add_argument("--out", help="output folder (default runs/simulator)")
     tr.add_argument("--steps", type=int_at_least(1))
+    tr.add_argument(
+        "--unit",
+        choices=["conversation", "turn"],
+        help="GRPO sample: a whole conversation (default) or one user turn",
+    )
     tr.add_argument("--lora", action="store_true", help="train a LoRA adapter (peft)")
     tr.add_argument(
         "--group-size", type=int_at_least(2), dest="group_size", help="GRPO completions/prompt"

@@ -37,12 +37,13 @@ from personaevo.simulator.independent import IndependentEval, evaluate_independe
 from personaevo.simulator.intents import STOP, Intent, parse_intent
 from personaevo.simulator.judges import Judge, LLMJudge, RuleJudge
 from personaevo.simulator.models import open_model
+from personaevo.simulator.multiturn import ConversationPool, ConversationRollout
 from personaevo.simulator.profiles import Profile, profile_from_persona
 from personaevo.simulator.rewards import REWARDS, reward_functions
 from personaevo.simulator.rollout import ConversationRecord, read_records, simulate, write_records
 from personaevo.simulator.simulator import IntentPlanner, Simulator
 from personaevo.simulator.sources import load_profiles
-from personaevo.simulator.training import TrainConfig, train_simulator
+from personaevo.simulator.training import UNITS, TrainConfig, train_simulator
 from personaevo.simulator.trait_fidelity import (
     TraitClassifier,
     TraitFidelity,
@@ -50,6 +51,7 @@ from personaevo.simulator.trait_fidelity import (
     evaluate_trait_fidelity,
     fit_trait_classifier,
 )
+from personaevo.simulator.trajectory import TRAJECTORY_REWARDS, consistency_scores
 from personaevo.simulator.verdicts import JudgementCount, Verdict
 from personaevo.simulator.winners import RunPersonas, personas_from_run, program_problems
 
@@ -57,10 +59,14 @@ __all__ = [
     "DEFAULT_HELD_OUT",
     "REWARDS",
     "STOP",
+    "TRAJECTORY_REWARDS",
+    "UNITS",
     "Agent",
     "BehaviourComparison",
     "Comparison",
+    "ConversationPool",
     "ConversationRecord",
+    "ConversationRollout",
     "Curriculum",
     "GoalState",
     "GoalTemplate",
@@ -86,6 +92,7 @@ __all__ = [
     "UserGoal",
     "Verdict",
     "compare_behaviour",
+    "consistency_scores",
     "difficulty",
     "evaluate_independently",
     "evaluate_simulators",

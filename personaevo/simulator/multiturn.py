@@ -82,7 +82,8 @@ class ConversationPool(PromptPool):
     simulator's first input (the greeting and the first turn's intent). Every row has the
     columns ``prompt``, ``kind`` (``"conversation"`` or ``"probe"``), ``questions`` and
     ``start`` (-1 on probes). :meth:`lookup` finds a row from its prompt, which is all TRL
-    hands the rollout."""
+    hands the rollout (the previous refresh's rows too: the data loader reads one batch
+    ahead)."""
 
     def fill(self, picks: np.ndarray, rows: list[dict], rng: np.random.Generator) -> list[dict]:
         fresh = []
@@ -103,6 +104,8 @@ class ConversationPool(PromptPool):
                     "start": index,
                 }
             )
+        # the data loader reads one batch ahead: keep the previous refresh's rows findable
+        self._previous = getattr(self, "_by_prompt", {})
         self._by_prompt = {prompt_key(r["prompt"]): r for r in fresh}
         return fresh
 
@@ -117,7 +120,8 @@ class ConversationPool(PromptPool):
 
     def lookup(self, prompt: Sequence[Any]) -> dict:
         """The row whose prompt is ``prompt``."""
-        row = getattr(self, "_by_prompt", {}).get(prompt_key(prompt))
+        key = prompt_key(prompt)
+        row = getattr(self, "_by_prompt", {}).get(key) or getattr(self, "_previous", {}).get(key)
         if row is None:
             raise RuntimeError("a training prompt is not in the conversation pool")
         return row
