@@ -61,6 +61,7 @@ from personaevo.simulator.conditioning import (
 from personaevo.simulator.goals import GoalState
 from personaevo.simulator.intents import Intent
 from personaevo.simulator.judges import Judge
+from personaevo.simulator.policy import GeneratedIds, PolicyLLM
 from personaevo.simulator.pool import PromptPool
 from personaevo.simulator.rollout import ConversationRecord, run_conversations
 from personaevo.simulator.simulator import IntentPlanner, Session, Simulator
@@ -182,12 +183,20 @@ class Track:
         self.completion += list(ids)
         self.mask += [int(trained)] * len(ids)
 
+    def add_turn(self, out: GeneratedIds, close: int) -> None:
+        """A sampled turn: its tokens (trained unless cut at the token limit), then its
+        end token (trained), or ``close`` (not trained) when it did not end with one."""
+        self.extend(out.ids, trained=not out.truncated)
+        self.extend([out.end if out.end is not None else close], trained=out.end is not None)
+
 
 class TokenSimulator(Simulator):
     """A :class:`Simulator` that generates each user line from the conversation's growing
     token sequence (see the module docstring) and keeps one :class:`Track` per session."""
 
-    def __init__(self, policy, chat: ChatTokens, params: SamplingParams, planner: IntentPlanner):
+    def __init__(
+        self, policy: PolicyLLM, chat: ChatTokens, params: SamplingParams, planner: IntentPlanner
+    ) -> None:
         super().__init__(policy, params, window=0, planner=planner)
         self.policy, self.chat = policy, chat
         self.tracks: dict[int, Track] = {}
@@ -211,11 +220,7 @@ class TokenSimulator(Simulator):
         generated = self.policy.generate_ids([t.prompt + t.completion for t in tracks], params)
         lines = []
         for track, out in zip(tracks, generated, strict=True):
-            track.extend(out.ids, trained=not out.truncated)
-            if out.end is not None:
-                track.extend([out.end], trained=True)
-            else:
-                track.extend([self.chat.close], trained=False)
+            track.add_turn(out, self.chat.close)
             text = self.policy.tokenizer.decode(out.ids, skip_special_tokens=True)
             lines.append(clean_line(text))
         return lines
@@ -243,8 +248,6 @@ class ConversationRollout:
         self.records: list[ConversationRecord] = []  # the last batch's conversations
 
     def __call__(self, prompts: list, trainer) -> dict[str, list]:
-        from personaevo.simulator.policy import PolicyLLM
-
         policy = PolicyLLM(trainer.model, self.tokenizer)
         return self.play(prompts, policy, trainer.state.global_step)
 
@@ -260,10 +263,8 @@ class ConversationRollout:
             ids = [chat.first(rows[i]["prompt"]) for i in probes]
             seeded = self.params.model_copy(update={"seed": self.seed * 7919 + step})
             for i, prompt, out in zip(probes, ids, policy.generate_ids(ids, seeded), strict=True):
-                track = Track(prompt=prompt)
-                track.extend(out.ids, trained=not out.truncated)
-                track.extend([out.end if out.end is not None else chat.close], out.end is not None)
-                tracks[i] = track
+                tracks[i] = Track(prompt=prompt)
+                tracks[i].add_turn(out, chat.close)
         talks = [i for i, r in enumerate(rows) if r["kind"] == "conversation"]
         if talks:
             simulator = TokenSimulator(policy, chat, self.params, self.pool.planner)
@@ -280,6 +281,8 @@ class ConversationRollout:
                 tracks[i], records[i] = simulator.tracks[id(session)], record
             self.records = played
         done = [t for t in tracks if t is not None]
+        if len(done) != len(rows):
+            raise ValueError("a row is neither a conversation start nor a probe")
         return {
             "prompt_ids": [t.prompt for t in done],
             "completion_ids": [t.completion for t in done],

@@ -25,6 +25,13 @@
    ``judgements``: per reward, the judge's verdicts of this run, unreadable ones counted;
    after a resume, those since the resume).
 
+With ``unit="conversation"`` (the default) a GRPO sample is a whole conversation played
+by the policy, rewarded with the per-turn rewards' means and trajectory rewards (final
+goal alignment, task completion, consistency over all the user's lines), through TRL's
+``rollout_func`` with the agent's tokens masked out of the loss
+(:mod:`personaevo.simulator.multiturn`, :mod:`personaevo.simulator.trajectory`,
+``docs/simulator-training.md``); ``unit="turn"`` keeps one user turn per sample as above.
+
 A run killed midway continues with ``resume=True`` from its last checkpoint (the optimizer,
 scheduler, RNG states and step count are restored by ``transformers``; the prompt pool is
 rebuilt with the restored weights). With ``lora`` a PEFT LoRA adapter is trained instead of
@@ -324,7 +331,8 @@ def build_trainer(config: TrainConfig, prepared: Prepared, out: Path):
         max_turns=config.max_turns,
         window=config.window,
         qa_questions=config.qa_questions,
-        probe_share=config.qa_prompt_share,
+        # a probe row is scored by qa_consistency alone: without it, probes train nothing
+        probe_share=config.qa_prompt_share if "qa_consistency" in config.rewards else 0.0,
         total_steps=config.steps,
         seed=config.seed,
         save_dir=out / "rollouts",
