@@ -248,8 +248,16 @@ class ConversationRollout:
         self.records: list[ConversationRecord] = []  # the last batch's conversations
 
     def __call__(self, prompts: list, trainer) -> dict[str, list]:
-        policy = PolicyLLM(trainer.model, self.tokenizer)
-        return self.play(prompts, policy, trainer.state.global_step)
+        # as TRL's own generation: the unwrapped model, gradient checkpointing off
+        from trl.models import unwrap_model_for_generation
+
+        with unwrap_model_for_generation(
+            trainer.model_wrapped,
+            trainer.accelerator,
+            gradient_checkpointing_kwargs=trainer.args.gradient_checkpointing_kwargs,
+        ) as model:
+            policy = PolicyLLM(model, self.tokenizer)
+            return self.play(prompts, policy, trainer.state.global_step)
 
     def play(self, prompts: list, policy, step: int) -> dict[str, list]:
         """The rollout for ``prompts`` with ``policy`` (a
