@@ -61,7 +61,7 @@ from personaevo.simulator.conditioning import (
 from personaevo.simulator.goals import GoalState
 from personaevo.simulator.intents import Intent
 from personaevo.simulator.judges import Judge
-from personaevo.simulator.policy import GeneratedIds, PolicyLLM
+from personaevo.simulator.policy import GeneratedIds, PolicyLLM, TrainerPolicy
 from personaevo.simulator.pool import PromptPool
 from personaevo.simulator.rollout import ConversationRecord, run_conversations
 from personaevo.simulator.simulator import IntentPlanner, Session, Simulator
@@ -248,16 +248,8 @@ class ConversationRollout:
         self.records: list[ConversationRecord] = []  # the last batch's conversations
 
     def __call__(self, prompts: list, trainer) -> dict[str, list]:
-        # as TRL's own generation: the unwrapped model, gradient checkpointing off
-        from trl.models import unwrap_model_for_generation
-
-        with unwrap_model_for_generation(
-            trainer.model_wrapped,
-            trainer.accelerator,
-            gradient_checkpointing_kwargs=trainer.args.gradient_checkpointing_kwargs,
-        ) as model:
-            policy = PolicyLLM(model, self.tokenizer)
-            return self.play(prompts, policy, trainer.state.global_step)
+        policy = TrainerPolicy(trainer, self.tokenizer)
+        return self.play(prompts, policy, trainer.state.global_step)
 
     def play(self, prompts: list, policy, step: int) -> dict[str, list]:
         """The rollout for ``prompts`` with ``policy`` (a

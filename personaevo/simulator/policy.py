@@ -146,6 +146,29 @@ class PolicyLLM(LLM):
         return out
 
 
+class TrainerPolicy(PolicyLLM):
+    """The model a TRL trainer is training, generating as TRL's own generation does:
+    inside ``trl.models.unwrap_model_for_generation`` (the unwrapped model, gradient
+    checkpointing off while sampling; with it on, every new token recomputes the whole
+    sequence)."""
+
+    def __init__(self, trainer, tokenizer, name: str = "policy") -> None:
+        super().__init__(trainer.model, tokenizer, name=name)
+        self.trainer = trainer
+
+    def generate_ids(self, prompts: list[list[int]], params: SamplingParams) -> list[GeneratedIds]:
+        from trl.models import unwrap_model_for_generation
+
+        trainer = self.trainer
+        with unwrap_model_for_generation(
+            trainer.model_wrapped,
+            trainer.accelerator,
+            gradient_checkpointing_kwargs=trainer.args.gradient_checkpointing_kwargs,
+        ) as model:
+            self.model = model
+            return super().generate_ids(prompts, params)
+
+
 @dataclass
 class GeneratedIds:
     """One sampled continuation: its tokens before the terminator, the terminator when it

@@ -304,7 +304,7 @@ def build_trainer(config: TrainConfig, prepared: Prepared, out: Path):
     from trl import GRPOConfig, GRPOTrainer
 
     from personaevo.simulator.models import open_agent, open_judge
-    from personaevo.simulator.policy import PolicyLLM
+    from personaevo.simulator.policy import PolicyLLM, TrainerPolicy
     from personaevo.simulator.pool import PromptPool, refresh_callback
     from personaevo.simulator.trait_fidelity import reward_binding
 
@@ -340,7 +340,7 @@ def build_trainer(config: TrainConfig, prepared: Prepared, out: Path):
     holder: dict = {}
 
     def make_llm(live_model) -> PolicyLLM:
-        return PolicyLLM(live_model, tokenizer, name="policy")
+        return TrainerPolicy(holder["trainer"], tokenizer)
 
     answerer = _LiveAnswerer(holder, tokenizer)
     if conversation:
@@ -403,7 +403,7 @@ def build_trainer(config: TrainConfig, prepared: Prepared, out: Path):
         peft_config=peft_config,
         rollout_func=rollout,
     )
-    holder["model"] = trainer.model
+    holder["model"], holder["trainer"] = trainer.model, trainer
     return trainer, pool
 
 
@@ -438,9 +438,9 @@ class _LiveAnswerer:
         self.name = "policy"
 
     def chat(self, conversations, params=None):
-        from personaevo.simulator.policy import PolicyLLM
+        from personaevo.simulator.policy import TrainerPolicy
 
-        return PolicyLLM(self.holder["model"], self.tokenizer).chat(conversations, params)
+        return TrainerPolicy(self.holder["trainer"], self.tokenizer).chat(conversations, params)
 
 
 class TrainResult(BaseModel):
