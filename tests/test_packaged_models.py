@@ -391,3 +391,43 @@ def test_smollm2_chat_follows_the_system_turn(smollm2_converted):
     assert "Kofi" not in plain.text and "Maria" not in plain.text, plain.text
     assert all(0 < c.completion_tokens <= 24 for c in (kofi, maria, plain))
     assert llm.usage.requests == 3
+
+
+@pytest.mark.real_model
+def test_one_grpo_step_with_lora_trains_smollm2(smollm2_converted, tmp_path):
+    """Two multi-turn GRPO steps of train-simulator on SmolLM2 with a LoRA adapter (r 4):
+    the adapter's weights move (a group of 4 seeded conversations whose rewards differ),
+    and the merged model differs from the base in the adapted projections only."""
+    import random
+
+    import torch
+    from safetensors.torch import load_file
+
+    from personaevo.llm.corpus import sample_persona
+    from personaevo.personas import write_personas
+    from personaevo.simulator import TrainConfig, train_simulator
+    from personaevo.spaces import load_space
+
+    space, rng = load_space("customer_support"), random.Random(0)
+    personas = tmp_path / "personas.jsonl"
+    records = [{"id": f"p{i}", "traits": sample_persona(space, rng)} for i in range(4)]
+    write_personas(personas, records)
+    out = tmp_path / "run"
+    config = TrainConfig(
+        model="smollm2", personas=str(personas), space="customer_support", out=str(out),
+        steps=2, lora=True, lora_r=4, lora_alpha=8, group_size=4, prompts_per_step=1,
+        refresh_every=1, rollout_conversations=1, max_turns=2, pool_size=2,
+        max_completion_length=64, learning_rate=1e-2, qa_prompt_share=0.0, held_out=0.25,
+        seed=0,
+    )  # fmt: skip
+    lines: list[str] = []
+    result = train_simulator(config, log=lines.append)
+    assert result.steps == 2, lines
+    adapter = load_file(out / "adapter" / "adapter_model.safetensors")
+    lora_b = [t for name, t in adapter.items() if "lora_B" in name]
+    assert lora_b and any(torch.count_nonzero(t) > 0 for t in lora_b), lines  # B starts at 0
+    merged = load_file(Path(result.final_model) / "model.safetensors")
+    base = load_file(smollm2_converted.path / "model.safetensors")
+    assert merged.keys() == base.keys()
+    moved = [k for k in base if not torch.equal(merged[k], base[k])]
+    assert moved and all("proj" in k for k in moved)  # LoRA targets linear projections only
