@@ -251,3 +251,27 @@ def test_a_directory_where_a_file_is_expected_is_named_as_such(tmp_path, capsys)
     )
     assert not_a_file(tmp_path / "nope.csv", "table") == "no such table"
     assert not_a_file(persona_file, "table") is None
+
+
+def test_a_directory_given_to_the_simulator_is_named_as_such(tmp_path, capsys):
+    """Rollout, tau2 task and goal files, and train-simulator's --config: a directory is
+    "a directory", not a missing file."""
+    import pytest
+
+    from personaevo.cli import main
+    from personaevo.errors import FileFieldError
+    from personaevo.simulator.goal_files import load_goal_source
+    from personaevo.simulator.rollout import read_records
+    from personaevo.simulator.tau2 import read_tau2_file
+
+    folder = tmp_path / "adir"
+    folder.mkdir()
+    for read, what in (
+        (read_records, "rollout file"),
+        (read_tau2_file, "tau2 task file"),
+        (load_goal_source, "goal file"),
+    ):
+        with pytest.raises(FileFieldError, match=f"is a directory, not a {what}"):
+            read(folder)
+    assert main(["train-simulator", "--config", str(folder)]) == 2
+    assert f"{folder}: is a directory, not a training configuration" in capsys.readouterr().err

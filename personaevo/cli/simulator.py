@@ -19,7 +19,7 @@ from personaevo.cli._types import (
     seed_number,
     share,
 )
-from personaevo.errors import InputError
+from personaevo.errors import InputError, not_a_file
 from personaevo.llm.config import default_model
 from personaevo.simulator.heldout import DEFAULT_HELD_OUT
 
@@ -134,8 +134,9 @@ def cmd_train_simulator(args: argparse.Namespace) -> int:
         base = {}
         if args.config:
             path = Path(args.config)
-            if not path.is_file():
-                raise InputError(f"{path}: no such training configuration")
+            problem = not_a_file(path, "training configuration")
+            if problem:
+                raise InputError(f"{path}: {problem}")
             base = json.loads(path.read_text(encoding="utf-8"))
         options = {
             "model": args.model,

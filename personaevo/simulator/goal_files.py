@@ -50,7 +50,13 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from personaevo.errors import FileFieldError, FileFieldsError, InputError, refuse_duplicate_ids
+from personaevo.errors import (
+    FileFieldError,
+    FileFieldsError,
+    InputError,
+    not_a_file,
+    refuse_duplicate_ids,
+)
 from personaevo.simulator.goals import UserGoal
 from personaevo.simulator.profiles import Profile
 from personaevo.spaces import read_structured_file, validation_problems
@@ -80,7 +86,7 @@ def _resolve(path: str | Path) -> Path:
         return candidate
     if candidate.suffix == "" and not candidate.exists():
         return builtin_goal_path(str(path))
-    raise FileFieldError(path, "(file)", "no such goal file")
+    raise FileFieldError(path, "(file)", not_a_file(candidate, "goal file") or "no such goal file")
 
 
 def read_goal_data(path: Path) -> Any:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError
 
-from personaevo.errors import FileFieldError
+from personaevo.errors import FileFieldError, not_a_file
 from personaevo.simulator.agents import GREETING, Agent, view_for
 from personaevo.simulator.conditioning import (
     Turn,
@@ -206,8 +206,9 @@ def write_records(path: str | Path, records: Iterable[ConversationRecord]) -> in
 
 def read_records(path: str | Path) -> list[ConversationRecord]:
     path = Path(path)
-    if not path.is_file():
-        raise FileFieldError(path, "(file)", "no such rollout file")
+    problem = not_a_file(path, "rollout file")
+    if problem:
+        raise FileFieldError(path, "(file)", problem)
     records = []
     for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():

@@ -46,7 +46,13 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Tag, ValidationError
 
-from personaevo.errors import FileFieldError, FileFieldsError, InputError, refuse_duplicate_ids
+from personaevo.errors import (
+    FileFieldError,
+    FileFieldsError,
+    InputError,
+    not_a_file,
+    refuse_duplicate_ids,
+)
 from personaevo.simulator.goals import UserGoal
 from personaevo.simulator.profiles import Profile
 from personaevo.spaces import validation_problems
@@ -236,8 +242,9 @@ def tasks_from_data(data: Any, source: str | Path) -> list[Tau2Task]:
 def read_tau2_file(path: str | Path) -> list[Tau2Task]:
     """The tasks of a tau2 file (``tau2:`` before the path is allowed)."""
     path = Path(str(path).removeprefix(PREFIX))
-    if not path.is_file():
-        raise FileFieldError(path, "(file)", "no such tau2 task file")
+    problem = not_a_file(path, "tau2 task file")
+    if problem:
+        raise FileFieldError(path, "(file)", problem)
     return tasks_from_data(_read(path), path)
 
 
