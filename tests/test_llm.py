@@ -460,3 +460,18 @@ def test_the_default_model_is_smollm2_unless_the_variable_names_another(monkeypa
     assert build_parser().parse_args(["simulate"]).model == "gemma3-270m"
     monkeypatch.setenv(DEFAULT_MODEL_VARIABLE, "  ")
     assert default_model() == "smollm2"
+
+
+def test_the_llm_package_imports_without_the_training_and_cluster_stack():
+    """vLLM's own venv (scripts/vllm_cpu_env.sh) has personaevo without Ray, TRL, PEFT,
+    datasets, gguf or matplotlib; ``import personaevo.llm.factory`` must still work there
+    (the venv's install check and the offline-engine test run it)."""
+    absent = ["ray", "trl", "peft", "datasets", "gguf", "matplotlib", "selenium"]
+    code = (
+        "import sys\n"
+        f"for name in {absent!r}: sys.modules[name] = None\n"
+        "import personaevo.llm.factory, personaevo.simulator\n"
+        "print('imported')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "imported", done.stderr[-2000:]

@@ -53,7 +53,6 @@ from personaevo.simulator.trait_fidelity import (
 )
 from personaevo.simulator.trajectory import TRAJECTORY_REWARDS, consistency_scores
 from personaevo.simulator.verdicts import JudgementCount, Verdict
-from personaevo.simulator.winners import RunPersonas, personas_from_run, program_problems
 
 __all__ = [
     "DEFAULT_HELD_OUT",
@@ -117,3 +116,16 @@ __all__ = [
     "train_simulator",
     "write_records",
 ]
+
+# From winners (the run -> export -> trainer path), imported on first use: it reaches the
+# export and evolution packages, and with them Ray, which `import personaevo.llm` (as in
+# vLLM's own venv, scripts/vllm_cpu_env.sh) must not need.
+_LAZY = {"RunPersonas", "personas_from_run", "program_problems"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from personaevo.simulator import winners
+
+        return getattr(winners, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
