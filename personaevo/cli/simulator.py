@@ -170,7 +170,6 @@ def cmd_train_simulator(args: argparse.Namespace) -> int:
         }
         given = {k: v for k, v in options.items() if v is not None}
         merged = {**base, **given}
-        merged.setdefault("model", default_model())
         config = config_from_options(
             TrainConfig,
             merged,
